@@ -1,0 +1,66 @@
+"""hmacguard: HMAC request signing for Python web APIs.
+
+RFC 9421 HTTP Message Signatures (``hmac-sha256``) with RFC 9530
+``Content-Digest``. The core, imported here, needs only the standard library:
+it signs and verifies plain values (method, URL, headers, body) and does no I/O.
+"""
+
+from __future__ import annotations
+
+from ._algorithms import MIN_KEY_BYTES as MIN_KEY_BYTES
+from ._content_digest import DigestVerifier as DigestVerifier
+from ._content_digest import make_content_digest as make_content_digest
+from ._content_digest import verify_content_digest as verify_content_digest
+from ._errors import BodyTooLarge as BodyTooLarge
+from ._errors import DigestMismatch as DigestMismatch
+from ._errors import Expired as Expired
+from ._errors import InsufficientCoverage as InsufficientCoverage
+from ._errors import InvalidParameters as InvalidParameters
+from ._errors import InvalidSignature as InvalidSignature
+from ._errors import KeyLookupFailed as KeyLookupFailed
+from ._errors import MalformedDigest as MalformedDigest
+from ._errors import MalformedSignature as MalformedSignature
+from ._errors import MissingSignature as MissingSignature
+from ._errors import NonceStoreUnavailable as NonceStoreUnavailable
+from ._errors import NotYetValid as NotYetValid
+from ._errors import Replayed as Replayed
+from ._errors import UnknownKey as UnknownKey
+from ._errors import VerificationError as VerificationError
+from ._keys import HMACKey as HMACKey
+from ._keys import Keyring as Keyring
+from ._signer import DEFAULT_COMPONENTS as DEFAULT_COMPONENTS
+from ._signer import Signer as Signer
+from ._verifier import DEFAULT_REQUIRED_COMPONENTS as DEFAULT_REQUIRED_COMPONENTS
+from ._verifier import VerifiedSignature as VerifiedSignature
+from ._verifier import Verifier as Verifier
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DEFAULT_COMPONENTS",
+    "DEFAULT_REQUIRED_COMPONENTS",
+    "MIN_KEY_BYTES",
+    "BodyTooLarge",
+    "DigestMismatch",
+    "DigestVerifier",
+    "Expired",
+    "HMACKey",
+    "InsufficientCoverage",
+    "InvalidParameters",
+    "InvalidSignature",
+    "KeyLookupFailed",
+    "Keyring",
+    "MalformedDigest",
+    "MalformedSignature",
+    "MissingSignature",
+    "NonceStoreUnavailable",
+    "NotYetValid",
+    "Replayed",
+    "Signer",
+    "UnknownKey",
+    "VerificationError",
+    "VerifiedSignature",
+    "Verifier",
+    "make_content_digest",
+    "verify_content_digest",
+]

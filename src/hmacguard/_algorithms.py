@@ -1,0 +1,63 @@
+"""The HMAC algorithms of RFC 9421 and how a MAC is compared.
+
+RFC 9421 §3.3.3 defines ``hmac-sha256``; hmacguard also offers ``hmac-sha512``
+(HMAC over SHA-512, same construction), which a verifier only accepts when the
+key says so. Nothing else is registered: an asymmetric ``alg`` on an HMAC key is
+algorithm confusion (RFC 9421 §7.3.6) and is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+__all__ = ["ALGORITHMS", "MIN_KEY_BYTES", "HMACAlgorithm", "get_algorithm"]
+
+#: RFC 2104 §3 strongly discourages keys shorter than the hash output, and RFC 7518
+#: §3.2 requires at least 256 bits for HS256. A key is at least this many bytes.
+MIN_KEY_BYTES = 32
+
+
+class HMACAlgorithm:
+    """One HMAC algorithm: its RFC 9421 name, the hash, and the MAC length."""
+
+    __slots__ = ("digest_size", "hash_name", "name")
+
+    def __init__(self, name: str, hash_name: str, digest_size: int) -> None:
+        self.name = name
+        self.hash_name = hash_name
+        self.digest_size = digest_size
+
+    def __repr__(self) -> str:
+        return f"HMACAlgorithm({self.name!r})"
+
+    def sign(self, key: bytes, data: bytes) -> bytes:
+        """Return the MAC of ``data`` under ``key``."""
+        return hmac.digest(key, data, self.hash_name)
+
+    def verify(self, key: bytes, data: bytes, signature: bytes) -> bool:
+        """Tell whether ``signature`` is the MAC of ``data`` under ``key``.
+
+        A signature that is not exactly the digest length is refused before any
+        comparison (a truncated or extended MAC must never pass: CVE-2024-21491),
+        and the comparison itself is constant-time over the full length.
+        """
+        expected = hmac.digest(key, data, self.hash_name)
+        if len(signature) != self.digest_size:
+            return False
+        return hmac.compare_digest(expected, signature)
+
+
+ALGORITHMS: dict[str, HMACAlgorithm] = {
+    # RFC 9421 §3.3.3: "HMAC Using SHA-256 ... the hmac-sha256 algorithm".
+    "hmac-sha256": HMACAlgorithm("hmac-sha256", "sha256", 32),
+    "hmac-sha512": HMACAlgorithm("hmac-sha512", "sha512", 64),
+}
+
+
+def get_algorithm(name: str) -> HMACAlgorithm:
+    """Return the algorithm registered as ``name`` or raise ``ValueError``."""
+    try:
+        return ALGORITHMS[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(ALGORITHMS))
+        raise ValueError(f"unsupported algorithm {name!r}; use one of: {known}") from None

@@ -1,0 +1,226 @@
+"""Keys: the secret wrapper and the keyring a verifier looks key ids up in."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeAlias, Union
+
+from ._algorithms import MIN_KEY_BYTES, HMACAlgorithm, get_algorithm
+from ._errors import KeyLookupFailed
+
+__all__ = ["MAX_ID_BYTES", "HMACKey", "KeyLookup", "Keyring", "Keys", "decode_secret"]
+
+#: Key ids and nonces longer than this are refused before any lookup (THREATS P1, R9).
+MAX_ID_BYTES = 256
+
+KeyLookup: TypeAlias = Callable[[str], Union["HMACKey", Awaitable[Union["HMACKey", None]], None]]
+Keys: TypeAlias = Mapping[str, Union[bytes, str, "HMACKey"]] | Iterable["HMACKey"] | KeyLookup
+
+
+def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
+    """Return the raw bytes of a secret given as bytes or as base64 text.
+
+    Text is decoded strictly as base64 (standard or URL-safe alphabet, padding
+    optional); anything else is a ``ValueError``, so a passphrase passed by
+    mistake is refused rather than used as a weak key. The error never quotes
+    the secret.
+    """
+    if isinstance(secret, (bytes, bytearray, memoryview)):
+        return bytes(secret)
+    if not isinstance(secret, str):
+        raise TypeError(f"a secret is bytes or base64 text, not {type(secret).__name__}")
+    text = secret.strip().replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        # validate=True refuses characters outside the alphabet instead of skipping them.
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("a text secret must be base64 (standard or URL-safe)") from None
+
+
+def _check_id(key_id: object) -> str:
+    if not isinstance(key_id, str):
+        raise TypeError(f"key_id must be str, not {type(key_id).__name__}")
+    if not key_id:
+        raise ValueError("key_id must not be empty")
+    if len(key_id) > MAX_ID_BYTES:
+        raise ValueError(f"key_id is longer than {MAX_ID_BYTES} bytes")
+    # The key id travels as an sf-string (RFC 9651 §3.3.3): printable ASCII only.
+    if not key_id.isascii() or not key_id.isprintable():
+        raise ValueError("key_id must be printable ASCII")
+    return key_id
+
+
+class HMACKey:
+    """A shared secret with its key id and algorithm.
+
+    Args:
+        key_id: the ``keyid`` a signature names (printable ASCII, 1-256 bytes).
+        secret: the raw secret bytes, or base64 text. At least 32 bytes.
+        algorithm: ``"hmac-sha256"`` (default) or ``"hmac-sha512"``.
+
+    Raises:
+        ValueError: a short secret, an unknown algorithm or a bad key id.
+
+    The secret never appears in ``repr``, ``str`` or any exception::
+
+        >>> HMACKey("client-1", b"k" * 32)
+        HMACKey(key_id='client-1', algorithm='hmac-sha256', secret=<hidden>)
+    """
+
+    __slots__ = ("_secret", "alg", "key_id")
+
+    def __init__(
+        self,
+        key_id: str,
+        secret: bytes | bytearray | memoryview | str,
+        algorithm: str = "hmac-sha256",
+    ) -> None:
+        self.key_id: str = _check_id(key_id)
+        self.alg: HMACAlgorithm = get_algorithm(algorithm)
+        raw = decode_secret(secret)
+        if len(raw) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"the secret for key {key_id!r} is {len(raw)} bytes; "
+                f"at least {MIN_KEY_BYTES} random bytes are required "
+                "(generate one with secrets.token_bytes(32))"
+            )
+        self._secret = raw
+
+    @property
+    def algorithm(self) -> str:
+        """The RFC 9421 algorithm name, e.g. ``"hmac-sha256"``."""
+        return self.alg.name
+
+    @property
+    def secret(self) -> bytes:
+        """The raw secret bytes."""
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"HMACKey(key_id={self.key_id!r}, algorithm={self.alg.name!r}, secret=<hidden>)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HMACKey):
+            return NotImplemented
+        return (
+            self.key_id == other.key_id
+            and self.alg is other.alg
+            and hmac.compare_digest(self._secret, other._secret)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key_id, self.alg.name))
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("HMACKey holds a secret and is not picklable")
+
+
+class Keyring:
+    """Resolves a key id to an :class:`HMACKey` for a verifier.
+
+    ``keys`` is a mapping ``{key_id: secret}`` (secrets as bytes, base64 text or
+    ``HMACKey``), an iterable of ``HMACKey``, or a callable ``key_id -> HMACKey |
+    None`` that may be ``async`` (for keys held in a vault). Static keys are
+    checked once, here; a callable's answers are checked on every lookup.
+    """
+
+    __slots__ = ("_dummy", "_keys", "_resolver")
+
+    def __init__(self, keys: Keys) -> None:
+        self._keys: dict[str, HMACKey] | None = None
+        self._resolver: KeyLookup | None = None
+        # Used for a MAC computation when a key id is unknown, so that an unknown
+        # key costs the same time as a bad MAC (THREATS K2).
+        self._dummy = HMACKey("unknown", os.urandom(MIN_KEY_BYTES))
+        if isinstance(keys, (str, bytes, bytearray, memoryview)):
+            raise TypeError("keys must be a mapping, a list of HMACKey or a callable")
+        if isinstance(keys, Mapping):
+            self._keys = {}
+            for key_id, value in keys.items():
+                key = value if isinstance(value, HMACKey) else HMACKey(key_id, value)
+                if key.key_id != key_id:
+                    raise ValueError(f"mapping key {key_id!r} holds HMACKey {key.key_id!r}")
+                self._keys[key_id] = key
+        elif callable(keys):
+            self._resolver = keys
+        elif isinstance(keys, Iterable):
+            self._keys = {}
+            for key in keys:
+                if not isinstance(key, HMACKey):
+                    raise TypeError(f"keys must hold HMACKey items, not {type(key).__name__}")
+                if key.key_id in self._keys:
+                    raise ValueError(f"key id {key.key_id!r} appears twice")
+                self._keys[key.key_id] = key
+        else:
+            raise TypeError("keys must be a mapping, a list of HMACKey or a callable")
+        if self._keys is not None and not self._keys:
+            raise ValueError("keys is empty: no request could ever verify")
+
+    def __repr__(self) -> str:
+        if self._keys is not None:
+            return f"Keyring(key_ids={sorted(self._keys)!r})"
+        return f"Keyring(resolver={self._resolver!r})"
+
+    @property
+    def dummy(self) -> HMACKey:
+        """A random key to spend a MAC on when the key id is unknown."""
+        return self._dummy
+
+    @property
+    def is_async(self) -> bool:
+        """True when the resolver is a coroutine function."""
+        resolver = self._resolver
+        if resolver is None:
+            return False
+        call = getattr(resolver, "__call__", None)  # noqa: B004  async __call__ on an object
+        return inspect.iscoroutinefunction(resolver) or inspect.iscoroutinefunction(call)
+
+    def lookup(self, key_id: str) -> HMACKey | None:
+        """Return the key for ``key_id``, or None when it is unknown.
+
+        Raises:
+            KeyLookupFailed: the resolver raised, is async, or returned
+                something other than an ``HMACKey`` with that id.
+        """
+        if self._keys is not None:
+            return self._keys.get(key_id)
+        assert self._resolver is not None  # noqa: S101  (set whenever _keys is None)
+        try:
+            found = self._resolver(key_id)
+        except Exception as exc:
+            raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
+        if inspect.isawaitable(found):
+            close = getattr(found, "close", None)
+            if close is not None:
+                close()  # do not leave "coroutine was never awaited" behind
+            raise KeyLookupFailed("the key resolver is async: use averify()")
+        return self._check(key_id, found)
+
+    async def alookup(self, key_id: str) -> HMACKey | None:
+        """Like :meth:`lookup`, awaiting an async resolver."""
+        if self._keys is not None:
+            return self._keys.get(key_id)
+        assert self._resolver is not None  # noqa: S101  (set whenever _keys is None)
+        try:
+            found = self._resolver(key_id)
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception as exc:
+            raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
+        return self._check(key_id, found)
+
+    @staticmethod
+    def _check(key_id: str, found: object) -> HMACKey | None:
+        if found is None:
+            return None
+        if not isinstance(found, HMACKey):
+            raise KeyLookupFailed(f"key resolver returned {type(found).__name__}, not HMACKey")
+        if found.key_id != key_id:
+            raise KeyLookupFailed("key resolver returned a key with another key id")
+        return found

@@ -1,0 +1,214 @@
+"""Signer: turns a request into the headers that sign it (RFC 9421 §3.1)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+from ._components import KNOWN_STRUCTURED_FIELDS, Component, component_from_spec
+from ._content_digest import ACTIVE_ALGORITHMS, make_content_digest
+from ._errors import VerificationError
+from ._keys import MAX_ID_BYTES, HMACKey
+from ._message import HeadersLike, Message
+from ._signature_base import build_signature_base
+from ._structured_fields import StructuredFieldError, serialize_key, serialize_string
+
+__all__ = ["DEFAULT_COMPONENTS", "Signer"]
+
+
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT_COMPONENTS"
+
+
+#: The default covered components: ``@method @authority @path @query``, plus
+#: ``content-type`` (when the request has one) and ``content-digest`` when
+#: there is a body.
+DEFAULT_COMPONENTS: Final = _Default()
+
+_BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
+_CONTENT_TYPE = component_from_spec("content-type")
+_CONTENT_DIGEST = component_from_spec("content-digest")
+
+
+def _check_token_text(what: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if not value or len(value) > MAX_ID_BYTES or not value.isascii() or not value.isprintable():
+        raise ValueError(f"{what} must be 1-{MAX_ID_BYTES} printable ASCII characters")
+    return value
+
+
+def _random_nonce() -> str:
+    # 16 random bytes, URL-safe base64 without padding: 22 characters.
+    return secrets.token_urlsafe(16)
+
+
+class Signer:
+    """Signs requests with one key.
+
+    Args:
+        key: the :class:`HMACKey` to sign with.
+        components: the components to cover, as strings (``"@method"``,
+            ``"content-type"``, ``'@query-param;name="id"'``), or
+            ``DEFAULT_COMPONENTS``. When ``"content-digest"`` is among them the
+            signer computes that header from the body.
+        label: the signature label (an sf-key such as ``"sig1"``).
+        digest: ``"sha-256"`` (default) or ``"sha-512"`` for ``Content-Digest``.
+        nonce: True for a fresh random nonce per request, False for none, or a
+            callable returning the nonce text.
+        expires_in: seconds after ``created`` to set ``expires`` to, or None.
+        tag: an application tag (RFC 9421 §2.3) to bind the signature to.
+        include_alg: emit the ``alg`` parameter (off by default, as RFC 9421
+            §3.2 step 6 lets the key decide the algorithm).
+        structured_fields: extra ``{field: "item"|"list"|"dictionary"}`` types for
+            components with the ``sf`` or ``key`` parameter.
+        clock: returns the current time in epoch seconds.
+
+    Example::
+
+        signer = Signer(HMACKey("client-1", secret))
+        headers = signer.sign("POST", "https://api.example/v1/items", {"content-type":
+                              "application/json"}, b'{"a": 1}')
+        # {"Signature-Input": ..., "Signature": ..., "Content-Digest": ...}
+    """
+
+    __slots__ = (
+        "_clock",
+        "_components",
+        "_digest",
+        "_expires_in",
+        "_include_alg",
+        "_key",
+        "_label",
+        "_nonce",
+        "_sf_types",
+        "_tag",
+    )
+
+    def __init__(
+        self,
+        key: HMACKey,
+        *,
+        components: Sequence[str] | _Default = DEFAULT_COMPONENTS,
+        label: str = "sig1",
+        digest: str = "sha-256",
+        nonce: bool | Callable[[], str] = True,
+        expires_in: int | None = None,
+        tag: str | None = None,
+        include_alg: bool = False,
+        structured_fields: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(key, HMACKey):
+            raise TypeError(f"key must be an HMACKey, not {type(key).__name__}")
+        self._key = key
+        if isinstance(components, _Default):
+            self._components: tuple[Component, ...] | None = None
+        else:
+            if isinstance(components, str):
+                raise TypeError("components is a sequence of strings, not one string")
+            parsed = tuple(component_from_spec(c) for c in components)
+            if len(set(parsed)) != len(parsed):
+                raise ValueError("components lists the same component twice")
+            self._components = parsed
+        try:
+            serialize_key(label)
+        except (StructuredFieldError, TypeError):
+            raise ValueError(f"label {label!r} is not a valid structured-field key") from None
+        self._label = label
+        if digest not in ACTIVE_ALGORITHMS:
+            raise ValueError(f"digest must be one of {', '.join(ACTIVE_ALGORITHMS)}")
+        self._digest = digest
+        if not (isinstance(nonce, bool) or callable(nonce)):
+            raise TypeError("nonce is True, False or a callable returning the nonce")
+        self._nonce = nonce
+        if expires_in is not None and (
+            isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
+        ):
+            raise ValueError("expires_in must be a positive number of seconds")
+        self._expires_in = expires_in
+        self._tag = None if tag is None else _check_token_text("tag", tag)
+        self._include_alg = bool(include_alg)
+        self._sf_types = {**KNOWN_STRUCTURED_FIELDS, **(structured_fields or {})}
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self._key.key_id!r}, label={self._label!r})"
+
+    @property
+    def key(self) -> HMACKey:
+        """The key this signer signs with."""
+        return self._key
+
+    def sign(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None = None,
+        body: bytes | None = None,
+        *,
+        now: float | None = None,
+        nonce: str | None = None,
+    ) -> dict[str, str]:
+        """Sign a request and return the headers to add to it.
+
+        Args:
+            method: the request method, exactly as sent.
+            url: the absolute URL as sent: scheme, authority, and the raw
+                (percent-encoded) path and query.
+            headers: the request's headers (mapping or ``(name, value)`` pairs).
+            body: the exact body bytes, or None.
+            now: the signing time in epoch seconds (default: the clock).
+            nonce: use this nonce instead of a generated one.
+
+        Returns:
+            ``Signature-Input`` and ``Signature``, plus ``Content-Digest`` when
+            the body is covered.
+
+        Raises:
+            ValueError: a component to cover is absent from the request, or a
+                value cannot be signed (line break, non-ASCII).
+        """
+        message = Message(method, url, headers)
+        data = b"" if body is None else bytes(body)
+        components = self._components
+        if components is None:
+            components = _BASE
+            if data:
+                components = (
+                    (*_BASE, _CONTENT_TYPE, _CONTENT_DIGEST)
+                    if "content-type" in message.headers
+                    else (*_BASE, _CONTENT_DIGEST)
+                )
+        added: dict[str, str] = {}
+        if any(c.name == "content-digest" for c in components):
+            value = make_content_digest(data, self._digest)
+            added["Content-Digest"] = value
+            message.headers["content-digest"] = [value]
+        created = int(self._clock() if now is None else now)
+        params = [f";created={created}", f";keyid={serialize_string(self._key.key_id)}"]
+        if self._include_alg:
+            params.append(f';alg="{self._key.algorithm}"')
+        if self._expires_in is not None:
+            params.append(f";expires={created + self._expires_in}")
+        if nonce is None and self._nonce is not False:
+            nonce = _random_nonce() if self._nonce is True else self._nonce()
+        if nonce is not None:
+            params.append(f";nonce={serialize_string(_check_token_text('nonce', nonce))}")
+        if self._tag is not None:
+            params.append(f";tag={serialize_string(self._tag)}")
+        signature_params = "(" + " ".join(c.identifier for c in components) + ")" + "".join(params)
+        try:
+            base = build_signature_base(message, components, signature_params, self._sf_types)
+        except VerificationError as exc:
+            raise ValueError(f"cannot sign this request: {exc.detail}") from None
+        mac = self._key.alg.sign(self._key.secret, base)
+        added["Signature-Input"] = f"{self._label}={signature_params}"
+        added["Signature"] = f"{self._label}=:{base64.b64encode(mac).decode('ascii')}:"
+        return added

@@ -1,0 +1,497 @@
+"""Verifier: checks a request's RFC 9421 signatures against a policy.
+
+The order of checks, for each candidate signature (at most ``max_signatures``):
+
+1. structure: both fields parse, labels match, members have the right shape,
+   component identifiers are valid (``malformed_signature``);
+2. parameters: required ones present, no unknown ones, right types
+   (``invalid_parameters``);
+3. time: ``created`` inside ``[now - max_age, now + clock_skew]``, ``expires``
+   not passed (``expired``, ``not_yet_valid``);
+4. key lookup (``unknown_key``; a MAC is still computed so an unknown key id
+   costs the time a bad MAC does);
+5. MAC over the rebuilt signature base, compared in constant time over exactly
+   the digest length (``invalid_signature``);
+6. coverage: every required component is covered (``insufficient_coverage``).
+
+The first candidate that passes wins; if none does, the first candidate's
+error is raised. Then, for :meth:`Verifier.verify`, the body is checked against
+``Content-Digest`` (``digest_mismatch``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ._algorithms import ALGORITHMS
+from ._components import KNOWN_STRUCTURED_FIELDS, Component, component_from_spec, parse_component
+from ._content_digest import verify_content_digest
+from ._errors import (
+    Expired,
+    InsufficientCoverage,
+    InvalidParameters,
+    InvalidSignature,
+    MalformedSignature,
+    MissingSignature,
+    NotYetValid,
+    UnknownKey,
+    VerificationError,
+)
+from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
+from ._message import HeadersLike, Message
+from ._signature_base import build_signature_base
+from ._structured_fields import (
+    InnerList,
+    Item,
+    StructuredFieldError,
+    parse_dictionary,
+    serialize_inner_list,
+)
+
+__all__ = ["DEFAULT_REQUIRED_COMPONENTS", "VerifiedSignature", "Verifier"]
+
+#: Required components of the default policy; ``content-digest`` is added when
+#: the request has a body.
+DEFAULT_REQUIRED_COMPONENTS = ("@method", "@authority", "@path", "@query")
+
+# RFC 9421 §2.3: the signature parameters defined for HMAC signatures.
+_KNOWN_PARAMS = frozenset({"created", "expires", "nonce", "alg", "keyid", "tag"})
+_MAX_AGE_LIMIT = 900  # THREATS T4: windows longer than 15 minutes need an explicit override
+_CONTENT_DIGEST = component_from_spec("content-digest")
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """Evidence of a verified signature: what was proven, and by which key.
+
+    Attributes:
+        key_id: the key that made the signature.
+        label: the signature's label in the request.
+        created: the ``created`` parameter, epoch seconds.
+        expires: the ``expires`` parameter, or None.
+        nonce: the ``nonce`` parameter, or None.
+        components: the covered components, in signature order, in the short
+            form used in configuration (``"@method"``, ``'@query-param;name="x"'``).
+        algorithm: the HMAC algorithm, e.g. ``"hmac-sha256"``.
+        tag: the ``tag`` parameter, or None.
+    """
+
+    key_id: str
+    label: str
+    created: int
+    expires: int | None
+    nonce: str | None
+    components: tuple[str, ...]
+    algorithm: str
+    tag: str | None = None
+
+    def covers(self, component: str) -> bool:
+        """Tell whether the signature covers ``component`` (e.g. ``"content-type"``)."""
+        return component_from_spec(component).spec in self.components
+
+
+class _Candidate:
+    __slots__ = ("components", "label", "params", "signature", "signature_params")
+
+    def __init__(
+        self,
+        label: str,
+        components: list[Component],
+        params: dict[str, object],
+        signature: bytes,
+        signature_params: str,
+    ) -> None:
+        self.label = label
+        self.components = components
+        self.params = params
+        self.signature = signature
+        self.signature_params = signature_params
+
+
+def _field(message: Message, name: str, limit: int) -> str | None:
+    value = message.header(name)
+    if value is not None and len(value) > limit:
+        raise MalformedSignature(f"{name} is longer than {limit} bytes")
+    return value
+
+
+def _text_param(params: Mapping[str, object], name: str, label: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise InvalidParameters(f"the {name} parameter must be a string", label=label)
+    if not value:
+        raise InvalidParameters(f"the {name} parameter is empty", label=label)
+    if len(value) > MAX_ID_BYTES:
+        raise MalformedSignature(
+            f"the {name} parameter is longer than {MAX_ID_BYTES} bytes", label=label
+        )
+    return value
+
+
+def _int_param(params: Mapping[str, object], name: str, label: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise InvalidParameters(f"the {name} parameter must be a non-negative integer", label=label)
+    return value
+
+
+class Verifier:
+    """Verifies RFC 9421 HMAC signatures on requests, against a policy.
+
+    Args:
+        keys: a mapping ``{key_id: secret}``, a list of :class:`HMACKey`, or a
+            (sync or async) callable ``key_id -> HMACKey | None``.
+        required_components: components every accepted signature must cover.
+            None (default) means ``@method @authority @path @query`` plus
+            ``content-digest`` whenever the request has a body. An explicit
+            sequence replaces that set entirely.
+        max_age: seconds a signature stays valid after ``created`` (default 300;
+            more than 900 needs ``allow_long_max_age=True``).
+        clock_skew: seconds ``created`` may lie in the future (default 30).
+        require_nonce: require the ``nonce`` parameter (default True). Replay
+            protection itself is the nonce store's job, in the adapters.
+        tag: only consider signatures whose ``tag`` parameter equals this.
+        allow_long_max_age: accept a ``max_age`` above 900 seconds.
+        max_signatures: at most this many signatures in a request (default 4).
+        max_components: at most this many covered components (default 32).
+        max_field_bytes: ``Signature-Input`` and ``Signature`` size limit (8 KiB).
+        structured_fields: extra ``{field: "item"|"list"|"dictionary"}`` types for
+            components with the ``sf`` or ``key`` parameter.
+        clock: returns the current time in epoch seconds.
+
+    Raises:
+        ValueError, TypeError: an invalid policy, at construction.
+
+    Example::
+
+        verifier = Verifier({"client-1": secret})
+        verified = verifier.verify("POST", "https://api.example/v1/items", headers, body)
+        verified.key_id  # "client-1"
+    """
+
+    def __init__(
+        self,
+        keys: Keys | Keyring,
+        *,
+        required_components: Sequence[str] | None = None,
+        max_age: int = 300,
+        clock_skew: int = 30,
+        require_nonce: bool = True,
+        tag: str | None = None,
+        allow_long_max_age: bool = False,
+        max_signatures: int = 4,
+        max_components: int = 32,
+        max_field_bytes: int = 8192,
+        structured_fields: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keyring = keys if isinstance(keys, Keyring) else Keyring(keys)
+        if required_components is None:
+            self._required = tuple(component_from_spec(c) for c in DEFAULT_REQUIRED_COMPONENTS)
+            self._digest_with_body = True
+        else:
+            if isinstance(required_components, str):
+                raise TypeError("required_components is a sequence of strings, not one string")
+            self._required = tuple(component_from_spec(c) for c in required_components)
+            self._digest_with_body = False
+        for name, value, low in (
+            ("max_age", max_age, 1),
+            ("clock_skew", clock_skew, 0),
+            ("max_signatures", max_signatures, 1),
+            ("max_components", max_components, 1),
+            ("max_field_bytes", max_field_bytes, 64),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int")
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}")
+        if max_age > _MAX_AGE_LIMIT and not allow_long_max_age:
+            raise ValueError(
+                f"max_age={max_age} is longer than {_MAX_AGE_LIMIT} s, which widens the replay "
+                "window; pass allow_long_max_age=True if you mean it"
+            )
+        if clock_skew > max_age:
+            raise ValueError("clock_skew must not exceed max_age")
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise ValueError("tag must be a non-empty string")
+        self._max_age = max_age
+        self._clock_skew = clock_skew
+        self._require_nonce = bool(require_nonce)
+        self._tag = tag
+        self._max_signatures = max_signatures
+        self._max_components = max_components
+        self._max_field_bytes = max_field_bytes
+        self._sf_types = {**KNOWN_STRUCTURED_FIELDS, **(structured_fields or {})}
+        for field, kind in self._sf_types.items():
+            if kind not in ("item", "list", "dictionary"):
+                raise ValueError(f"structured type of {field!r} must be item, list or dictionary")
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"Verifier({self._keyring!r}, max_age={self._max_age}, "
+            f"clock_skew={self._clock_skew}, require_nonce={self._require_nonce})"
+        )
+
+    @property
+    def keyring(self) -> Keyring:
+        """Where key ids are looked up."""
+        return self._keyring
+
+    @property
+    def nonce_ttl(self) -> int:
+        """Seconds a nonce must be remembered to cover the whole acceptance window.
+
+        A signature is accepted from ``created - clock_skew`` until
+        ``created + max_age``; counting from the moment it is first accepted, a
+        replay is possible for up to ``max_age + clock_skew`` seconds. Another
+        ``clock_skew`` covers hosts whose clocks differ (THREATS R3, T5), and one
+        second covers rounding.
+        """
+        return self._max_age + 2 * self._clock_skew + 1
+
+    # -- public entry points -------------------------------------------------
+
+    def verify(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        body: bytes | None = None,
+        *,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Verify a request, body included, or raise :class:`VerificationError`.
+
+        Args:
+            method: the method as received.
+            url: the absolute URL: scheme, authority, and the raw (still
+                percent-encoded) path and query.
+            headers: a mapping or ``(name, value)`` pairs (repeated names
+                allowed), as ``str`` or ``bytes``.
+            body: the exact body bytes, or None for no body.
+            now: the current time in epoch seconds (default: the clock).
+
+        Returns:
+            A :class:`VerifiedSignature`.
+
+        Raises:
+            VerificationError: a leaf naming the precise failure.
+        """
+        message = Message(method, url, headers)
+        current = self._clock() if now is None else now
+        candidates = self._candidates(message)
+        first_error: VerificationError | None = None
+        for candidate in candidates:
+            try:
+                key_id = self._check_parameters(candidate, current)
+                key = self._keyring.lookup(key_id)
+                verified = self._finish(candidate, key, key_id, message, bool(body))
+            except VerificationError as exc:
+                first_error = first_error or exc
+                continue
+            self._check_body(verified, message, body)
+            return verified
+        assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
+        raise first_error
+
+    async def averify(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        body: bytes | None = None,
+        *,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Like :meth:`verify`, awaiting an async key resolver."""
+        message = Message(method, url, headers)
+        current = self._clock() if now is None else now
+        candidates = self._candidates(message)
+        first_error: VerificationError | None = None
+        for candidate in candidates:
+            try:
+                key_id = self._check_parameters(candidate, current)
+                key = await self._keyring.alookup(key_id)
+                verified = self._finish(candidate, key, key_id, message, bool(body))
+            except VerificationError as exc:
+                first_error = first_error or exc
+                continue
+            self._check_body(verified, message, body)
+            return verified
+        assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
+        raise first_error
+
+    # -- the steps -----------------------------------------------------------
+
+    def _candidates(self, message: Message) -> list[_Candidate]:
+        limit = self._max_field_bytes
+        inputs = _field(message, "signature-input", limit)
+        signatures = _field(message, "signature", limit)
+        if inputs is None and signatures is None:
+            raise MissingSignature("the request has neither Signature nor Signature-Input")
+        if inputs is None or signatures is None:
+            present = "Signature" if inputs is None else "Signature-Input"
+            raise MalformedSignature(f"{present} is present without its counterpart")
+        try:
+            # RFC 9421 §4.1: labels are unique; a label repeated across lines, or a
+            # parameter given twice, is ambiguous and refused (THREATS C4, P3).
+            input_members = parse_dictionary(inputs, reject_duplicates=True)
+            signature_members = parse_dictionary(signatures, reject_duplicates=True)
+        except StructuredFieldError as exc:
+            raise MalformedSignature(f"not a valid structured dictionary: {exc}") from None
+        if input_members.keys() != signature_members.keys():
+            only = sorted(input_members.keys() ^ signature_members.keys())[:4]
+            raise MalformedSignature(f"labels {only!r} appear in only one of the two fields")
+        if not input_members:
+            raise MissingSignature("Signature and Signature-Input are empty")
+        if len(input_members) > self._max_signatures:
+            raise MalformedSignature(f"more than {self._max_signatures} signatures")
+        tag = self._tag
+        candidates = []
+        for label, member in input_members.items():
+            signature = signature_members[label]
+            if not isinstance(member, InnerList):
+                raise MalformedSignature(
+                    "a Signature-Input member is not an inner list", label=label
+                )
+            if not isinstance(signature, Item) or not isinstance(signature.value, bytes):
+                raise MalformedSignature("a Signature member is not a byte sequence", label=label)
+            if tag is not None and member.params.get("tag") != tag:
+                continue
+            if len(member.items) > self._max_components:
+                raise MalformedSignature(
+                    f"more than {self._max_components} covered components", label=label
+                )
+            try:
+                components = [parse_component(item) for item in member.items]
+            except MalformedSignature as exc:
+                exc.label = label
+                raise
+            if len(set(components)) != len(components):
+                # RFC 9421 §2.5: "If the component identifier ... has already been
+                # included in the signature base, produce an error."
+                raise MalformedSignature("a covered component is listed twice", label=label)
+            candidates.append(
+                _Candidate(
+                    label,
+                    components,
+                    dict(member.params),
+                    signature.value,
+                    serialize_inner_list(member),
+                )
+            )
+        if not candidates:
+            raise InvalidParameters(f"no signature carries the tag {tag!r}")
+        return candidates
+
+    def _check_parameters(self, candidate: _Candidate, now: float) -> str:
+        params = candidate.params
+        label = candidate.label
+        for name in params:
+            if name not in _KNOWN_PARAMS:
+                raise InvalidParameters(f"unknown signature parameter {name!r}", label=label)
+        created = _int_param(params, "created", label)
+        expires = _int_param(params, "expires", label)
+        key_id = _text_param(params, "keyid", label)
+        nonce = _text_param(params, "nonce", label)
+        alg = _text_param(params, "alg", label)
+        _text_param(params, "tag", label)
+        if created is None:
+            raise InvalidParameters("the signature has no created parameter", label=label)
+        if key_id is None:
+            raise InvalidParameters("the signature has no keyid parameter", label=label)
+        if nonce is None and self._require_nonce:
+            raise InvalidParameters("the signature has no nonce parameter", label=label)
+        if alg is not None and alg not in ALGORITHMS:
+            # RFC 9421 §3.2 step 6: an algorithm outside the allowed set fails.
+            raise InvalidParameters(f"unsupported alg {alg!r}", label=label, key_id=key_id)
+        if expires is not None and expires < created:
+            raise InvalidParameters("expires precedes created", label=label, key_id=key_id)
+        # RFC 9421 §3.2.1: the verifier enforces its own freshness window on created.
+        if created > now + self._clock_skew:
+            raise NotYetValid(
+                f"created is {created - now:.0f} s in the future "
+                f"(clock skew allowed: {self._clock_skew} s)",
+                label=label,
+                key_id=key_id,
+            )
+        if now - created > self._max_age:
+            raise Expired(
+                f"created is {now - created:.0f} s old (max_age: {self._max_age} s)",
+                label=label,
+                key_id=key_id,
+            )
+        if expires is not None and now > expires:
+            raise Expired(f"expires passed {now - expires:.0f} s ago", label=label, key_id=key_id)
+        return key_id
+
+    def _finish(
+        self,
+        candidate: _Candidate,
+        key: HMACKey | None,
+        key_id: str,
+        message: Message,
+        has_body: bool,
+    ) -> VerifiedSignature:
+        label = candidate.label
+        try:
+            base = build_signature_base(
+                message, candidate.components, candidate.signature_params, self._sf_types
+            )
+        except VerificationError as exc:
+            if key is None:
+                raise UnknownKey(f"no key is known as {key_id!r}", label=label) from None
+            exc.label, exc.key_id = label, key_id
+            raise
+        if key is None:
+            dummy = self._keyring.dummy
+            dummy.alg.verify(dummy.secret, base, candidate.signature)
+            raise UnknownKey(f"no key is known as {key_id!r}", label=label)
+        alg = candidate.params.get("alg")
+        if alg is not None and alg != key.algorithm:
+            raise InvalidParameters(
+                f"alg {alg!r} disagrees with the key's algorithm", label=label, key_id=key_id
+            )
+        if not key.alg.verify(key.secret, base, candidate.signature):
+            raise InvalidSignature(
+                "the signature does not match the request", label=label, key_id=key_id
+            )
+        covered = set(candidate.components)
+        missing = [c.spec for c in self._required if c not in covered]
+        if has_body and self._digest_with_body and _CONTENT_DIGEST not in covered:
+            missing.append(_CONTENT_DIGEST.spec)
+        if missing:
+            raise InsufficientCoverage(
+                f"the signature does not cover {', '.join(missing)}", label=label, key_id=key_id
+            )
+        params = candidate.params
+        return VerifiedSignature(
+            key_id=key_id,
+            label=label,
+            created=params["created"],  # type: ignore[arg-type]
+            expires=params.get("expires"),  # type: ignore[arg-type]
+            nonce=params.get("nonce"),  # type: ignore[arg-type]
+            components=tuple(c.spec for c in candidate.components),
+            algorithm=key.algorithm,
+            tag=params.get("tag"),  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _check_body(verified: VerifiedSignature, message: Message, body: bytes | None) -> None:
+        if not any(c.partition(";")[0] == "content-digest" for c in verified.components):
+            return
+        value = message.header("content-digest")
+        if value is None:  # pragma: no cover  (the base could not have been built)
+            raise InvalidSignature("Content-Digest is covered but absent")
+        try:
+            verify_content_digest(value, b"" if body is None else body)
+        except VerificationError as exc:
+            exc.label, exc.key_id = verified.label, verified.key_id
+            raise
