@@ -8,43 +8,33 @@ algorithm confusion (RFC 9421 §7.3.6) and is refused.
 
 from __future__ import annotations
 
-import hmac
-
 __all__ = ["ALGORITHMS", "MIN_KEY_BYTES", "HMACAlgorithm", "get_algorithm"]
 
-#: RFC 2104 §3 strongly discourages keys shorter than the hash output, and RFC 7518
-#: §3.2 requires at least 256 bits for HS256. A key is at least this many bytes.
+#: The shortest secret accepted, in bytes. RFC 2104 §3 strongly discourages keys
+#: shorter than the hash output (32 bytes for SHA-256, 64 for SHA-512, which is
+#: what each algorithm requires), and RFC 7518 §3.2 requires at least 256 bits
+#: for HS256.
 MIN_KEY_BYTES = 32
 
 
 class HMACAlgorithm:
-    """One HMAC algorithm: its RFC 9421 name, the hash, and the MAC length."""
+    """One HMAC algorithm: its RFC 9421 name, the hash, and the MAC length.
 
-    __slots__ = ("digest_size", "hash_name", "name")
+    The MAC itself is computed by :class:`~hmacguard.HMACKey`, which keeps the
+    keyed state.
+    """
+
+    __slots__ = ("digest_size", "hash_name", "min_key_bytes", "name")
 
     def __init__(self, name: str, hash_name: str, digest_size: int) -> None:
         self.name = name
         self.hash_name = hash_name
         self.digest_size = digest_size
+        # RFC 2104 §3: "less than L bytes is strongly discouraged".
+        self.min_key_bytes = max(MIN_KEY_BYTES, digest_size)
 
     def __repr__(self) -> str:
         return f"HMACAlgorithm({self.name!r})"
-
-    def sign(self, key: bytes, data: bytes) -> bytes:
-        """Return the MAC of ``data`` under ``key``."""
-        return hmac.digest(key, data, self.hash_name)
-
-    def verify(self, key: bytes, data: bytes, signature: bytes) -> bool:
-        """Tell whether ``signature`` is the MAC of ``data`` under ``key``.
-
-        A signature that is not exactly the digest length is refused before any
-        comparison (a truncated or extended MAC must never pass: CVE-2024-21491),
-        and the comparison itself is constant-time over the full length.
-        """
-        expected = hmac.digest(key, data, self.hash_name)
-        if len(signature) != self.digest_size:
-            return False
-        return hmac.compare_digest(expected, signature)
 
 
 ALGORITHMS: dict[str, HMACAlgorithm] = {

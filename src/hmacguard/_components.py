@@ -89,6 +89,9 @@ _QUERY_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ENCODED_BYTE = [chr(b) if b in _QUERY_SAFE else f"%{b:02X}" for b in range(256)]
 
 
+_ATTRIBUTES = {"@method": "method", "@authority": "authority", "@path": "path", "@scheme": "scheme"}
+
+
 class Component:
     """One validated component identifier.
 
@@ -101,11 +104,16 @@ class Component:
             (``'@query-param;name="Pet"'``).
     """
 
-    __slots__ = ("identifier", "name", "params", "spec")
+    __slots__ = ("_hash", "attribute", "identifier", "name", "params", "plain_field", "spec")
 
     def __init__(self, name: str, params: Mapping[str, object]) -> None:
         self.name = name
         self.params = dict(params)
+        # Shortcuts for the signature base's hot loop: a header with no
+        # parameters, or a derived component that is a Message attribute as is.
+        self.plain_field = not params and not name.startswith("@")
+        self.attribute = _ATTRIBUTES.get(name)
+        self._hash = hash((name, frozenset(self.params.items())))
         suffix = serialize_params(self.params)  # type: ignore[arg-type]
         self.identifier = serialize_string(name) + suffix
         self.spec = name + suffix
@@ -119,7 +127,14 @@ class Component:
         return self.name == other.name and self.params == other.params
 
     def __hash__(self) -> int:
-        return hash((self.name, frozenset(self.params)))
+        return self._hash
+
+
+# Validated components, interned: policy sets and parsed signatures then hold the
+# same objects, so set membership is an identity check. Bounded, since names
+# come from requests.
+_INTERNED: dict[tuple[object, ...], Component] = {}
+_INTERNED_MAX = 1024
 
 
 def parse_component(item: Item) -> Component:
@@ -129,6 +144,24 @@ def parse_component(item: Item) -> Component:
         MalformedSignature: anything RFC 9421 §2.5 step 3 calls an error for a
             request, or a parameter hmacguard does not support.
     """
+    if type(item.value) is str:
+        # Types are part of the key: sf=?1 and sf=1 compare equal but are not.
+        cache_key = (item.value, *((k, type(v), v) for k, v in item.params.items()))
+        try:
+            found = _INTERNED.get(cache_key)
+        except TypeError:  # an unhashable parameter value: not valid anyway
+            found = None
+        if found is not None:
+            return found
+        component = _parse_component(item)
+        if len(_INTERNED) >= _INTERNED_MAX:
+            _INTERNED.clear()
+        _INTERNED[cache_key] = component
+        return component
+    return _parse_component(item)
+
+
+def _parse_component(item: Item) -> Component:
     name = item.value
     if not isinstance(name, str) or type(name) is not str:
         raise MalformedSignature("a covered component identifier must be an sf-string")
@@ -202,6 +235,11 @@ def _field_lines(component: Component, message: Message) -> list[str]:
 def _field_value(component: Component, message: Message, sf_types: Mapping[str, str]) -> str:
     lines = _field_lines(component, message)
     params = component.params
+    if not params and len(lines) == 1:
+        # The common case: one line, no parameters, nothing to unfold.
+        value = lines[0].strip(_OWS)
+        if "\n" not in value and "\r" not in value:
+            return value
     if "bs" in params:
         # RFC 9421 §2.1.3: each line, trimmed, as a Byte Sequence, joined with ", ".
         return ", ".join(

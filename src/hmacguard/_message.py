@@ -9,15 +9,23 @@ covers, and only for those).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
 __all__ = ["HeadersLike", "Message", "collect_headers", "normalise_authority", "split_url"]
 
 _Text: TypeAlias = str | bytes
-HeadersLike: TypeAlias = Mapping[_Text, _Text] | Iterable[tuple[_Text, _Text]]
+HeadersLike: TypeAlias = (
+    Mapping[str, str]
+    | Mapping[bytes, bytes]
+    | Iterable[tuple[str, str]]
+    | Iterable[tuple[bytes, bytes]]
+)
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+# scheme "://" authority path ["?" query] ["#" fragment]; nothing is decoded.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]+)([^?#]*)(\?[^#]*)?")
 
 
 def _text(value: str | bytes) -> str:
@@ -35,6 +43,16 @@ def collect_headers(headers: HeadersLike | None) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     if headers is None:
         return grouped
+    if type(headers) is dict:
+        # The common case: a plain dict, one line per name, no two names
+        # differing only in case (checked by the length).
+        grouped = {
+            (k if type(k) is str else _text(k)).lower(): [v if type(v) is str else _text(v)]
+            for k, v in headers.items()
+        }
+        if len(grouped) == len(headers):
+            return grouped
+        grouped = {}
     items: Iterable[tuple[_Text, _Text]]
     if isinstance(headers, Mapping):
         multi = getattr(headers, "multi_items", None)
@@ -42,12 +60,13 @@ def collect_headers(headers: HeadersLike | None) -> dict[str, list[str]]:
     else:
         items = headers
     for name, value in items:
-        key = _text(name).lower()
+        key = (name if type(name) is str else _text(name)).lower()
+        text = value if type(value) is str else _text(value)
         found = grouped.get(key)
         if found is None:
-            grouped[key] = [_text(value)]
+            grouped[key] = [text]
         else:
-            found.append(_text(value))
+            found.append(text)
     return grouped
 
 
@@ -57,6 +76,8 @@ def normalise_authority(authority: str, scheme: str) -> str:
     RFC 9421 §2.2.3: "The value MUST be normalized according to the rules in
     Section 4.2.3 of [HTTP]", i.e. lowercase host, default port omitted.
     """
+    if ":" not in authority and "@" not in authority:
+        return authority.lower()
     at = authority.rfind("@")
     if at != -1:
         authority = authority[at + 1 :]
@@ -80,29 +101,15 @@ def split_url(url: str | bytes) -> tuple[str, str, str, str | None]:
     Raises:
         ValueError: the URL is not absolute (``scheme://authority...``).
     """
-    text = _text(url)
-    sep = text.find("://")
-    if sep <= 0:
+    match = _URL.match(url if type(url) is str else _text(url))
+    if match is None:
         raise ValueError("url must be absolute: scheme://authority/path?query")
-    scheme = text[:sep].lower()
-    start = sep + 3
-    end = len(text)
-    hash_at = text.find("#", start)
-    if hash_at != -1:
-        end = hash_at
-    query: str | None = None
-    q_at = text.find("?", start, end)
-    if q_at != -1:
-        query = text[q_at + 1 : end]
-        end = q_at
-    slash = text.find("/", start, end)
-    if slash == -1:
-        authority, path = text[start:end], "/"
-    else:
-        authority, path = text[start:slash], text[slash:end]
-    if not authority:
-        raise ValueError("url must be absolute: scheme://authority/path?query")
-    return scheme, normalise_authority(authority, scheme), path, query
+    scheme, authority, path, query = match.groups()
+    scheme = scheme.lower()
+    if query is not None:
+        query = query[1:]
+    # RFC 9421 §2.2.6: "An empty path string is normalized as a single slash".
+    return scheme, normalise_authority(authority, scheme), path or "/", query
 
 
 class Message:

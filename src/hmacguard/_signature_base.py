@@ -38,6 +38,35 @@ def build_signature_base(
             base is not ASCII (RFC 9421 §2.5 step 4: "If the signature base
             contains any non-ASCII characters ... fail").
     """
+    headers = message.headers
+    lines = []
+    for component in components:
+        if component.plain_field:
+            found = headers.get(component.name)
+            if found is not None and len(found) == 1:
+                value = found[0].strip(" \t")
+            else:
+                value = component_value(component, message, sf_types)
+        elif component.attribute is not None:
+            value = getattr(message, component.attribute)
+        else:
+            value = component_value(component, message, sf_types)
+        lines.append(f"{component.identifier}: {value}")
+    lines.append(f'"@signature-params": {signature_params}')
+    base = "\n".join(lines)
+    # One scan each over the whole base. A line break or non-ASCII character
+    # takes the careful path, which unfolds obs-fold and names the culprit.
+    if base.count("\n") != len(components) or "\r" in base or not base.isascii():
+        base = _careful_base(message, components, signature_params, sf_types)
+    return base.encode("ascii")
+
+
+def _careful_base(
+    message: Message,
+    components: Sequence[Component],
+    signature_params: str,
+    sf_types: Mapping[str, str],
+) -> str:
     lines = []
     for component in components:
         value = component_value(component, message, sf_types)
@@ -46,7 +75,7 @@ def build_signature_base(
         if not value.isascii():
             raise MalformedSignature(f"component {component.spec} holds non-ASCII characters")
         lines.append(f"{component.identifier}: {value}")
-    if not signature_params.isascii():
-        raise MalformedSignature("the signature parameters hold non-ASCII characters")
+    if not signature_params.isascii() or "\n" in signature_params or "\r" in signature_params:
+        raise MalformedSignature("the signature parameters hold forbidden characters")
     lines.append(f'"@signature-params": {signature_params}')
-    return "\n".join(lines).encode("ascii")
+    return "\n".join(lines)

@@ -208,7 +208,7 @@ class Signer:
             base = build_signature_base(message, components, signature_params, self._sf_types)
         except VerificationError as exc:
             raise ValueError(f"cannot sign this request: {exc.detail}") from None
-        mac = self._key.alg.sign(self._key.secret, base)
+        mac = self._key.mac(base)
         added["Signature-Input"] = f"{self._label}={signature_params}"
         added["Signature"] = f"{self._label}=:{base64.b64encode(mac).decode('ascii')}:"
         return added

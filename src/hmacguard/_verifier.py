@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._algorithms import ALGORITHMS
-from ._components import KNOWN_STRUCTURED_FIELDS, Component, component_from_spec, parse_component
+from ._components import KNOWN_STRUCTURED_FIELDS, component_from_spec
 from ._content_digest import verify_content_digest
 from ._errors import (
     Expired,
@@ -34,7 +34,6 @@ from ._errors import (
     InvalidParameters,
     InvalidSignature,
     MalformedSignature,
-    MissingSignature,
     NotYetValid,
     UnknownKey,
     VerificationError,
@@ -42,13 +41,7 @@ from ._errors import (
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
 from ._message import HeadersLike, Message
 from ._signature_base import build_signature_base
-from ._structured_fields import (
-    InnerList,
-    Item,
-    StructuredFieldError,
-    parse_dictionary,
-    serialize_inner_list,
-)
+from ._signature_fields import Candidate, read_signatures
 
 __all__ = ["DEFAULT_REQUIRED_COMPONENTS", "VerifiedSignature", "Verifier"]
 
@@ -62,8 +55,7 @@ _MAX_AGE_LIMIT = 900  # THREATS T4: windows longer than 15 minutes need an expli
 _CONTENT_DIGEST = component_from_spec("content-digest")
 
 
-@dataclass(frozen=True)
-class VerifiedSignature:
+class VerifiedSignature(NamedTuple):
     """Evidence of a verified signature: what was proven, and by which key.
 
     Attributes:
@@ -90,31 +82,6 @@ class VerifiedSignature:
     def covers(self, component: str) -> bool:
         """Tell whether the signature covers ``component`` (e.g. ``"content-type"``)."""
         return component_from_spec(component).spec in self.components
-
-
-class _Candidate:
-    __slots__ = ("components", "label", "params", "signature", "signature_params")
-
-    def __init__(
-        self,
-        label: str,
-        components: list[Component],
-        params: dict[str, object],
-        signature: bytes,
-        signature_params: str,
-    ) -> None:
-        self.label = label
-        self.components = components
-        self.params = params
-        self.signature = signature
-        self.signature_params = signature_params
-
-
-def _field(message: Message, name: str, limit: int) -> str | None:
-    value = message.header(name)
-    if value is not None and len(value) > limit:
-        raise MalformedSignature(f"{name} is longer than {limit} bytes")
-    return value
 
 
 def _text_param(params: Mapping[str, object], name: str, label: str) -> str | None:
@@ -200,6 +167,10 @@ class Verifier:
                 raise TypeError("required_components is a sequence of strings, not one string")
             self._required = tuple(component_from_spec(c) for c in required_components)
             self._digest_with_body = False
+        self._required_set = frozenset(self._required)
+        self._required_with_body = (
+            self._required_set | {_CONTENT_DIGEST} if self._digest_with_body else self._required_set
+        )
         for name, value, low in (
             ("max_age", max_age, 1),
             ("clock_skew", clock_skew, 0),
@@ -296,7 +267,7 @@ class Verifier:
             except VerificationError as exc:
                 first_error = first_error or exc
                 continue
-            self._check_body(verified, message, body)
+            self._check_body(candidate, message, body)
             return verified
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
         raise first_error
@@ -323,75 +294,28 @@ class Verifier:
             except VerificationError as exc:
                 first_error = first_error or exc
                 continue
-            self._check_body(verified, message, body)
+            self._check_body(candidate, message, body)
             return verified
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
         raise first_error
 
     # -- the steps -----------------------------------------------------------
 
-    def _candidates(self, message: Message) -> list[_Candidate]:
-        limit = self._max_field_bytes
-        inputs = _field(message, "signature-input", limit)
-        signatures = _field(message, "signature", limit)
-        if inputs is None and signatures is None:
-            raise MissingSignature("the request has neither Signature nor Signature-Input")
-        if inputs is None or signatures is None:
-            present = "Signature" if inputs is None else "Signature-Input"
-            raise MalformedSignature(f"{present} is present without its counterpart")
-        try:
-            # RFC 9421 §4.1: labels are unique; a label repeated across lines, or a
-            # parameter given twice, is ambiguous and refused (THREATS C4, P3).
-            input_members = parse_dictionary(inputs, reject_duplicates=True)
-            signature_members = parse_dictionary(signatures, reject_duplicates=True)
-        except StructuredFieldError as exc:
-            raise MalformedSignature(f"not a valid structured dictionary: {exc}") from None
-        if input_members.keys() != signature_members.keys():
-            only = sorted(input_members.keys() ^ signature_members.keys())[:4]
-            raise MalformedSignature(f"labels {only!r} appear in only one of the two fields")
-        if not input_members:
-            raise MissingSignature("Signature and Signature-Input are empty")
-        if len(input_members) > self._max_signatures:
-            raise MalformedSignature(f"more than {self._max_signatures} signatures")
-        tag = self._tag
-        candidates = []
-        for label, member in input_members.items():
-            signature = signature_members[label]
-            if not isinstance(member, InnerList):
-                raise MalformedSignature(
-                    "a Signature-Input member is not an inner list", label=label
-                )
-            if not isinstance(signature, Item) or not isinstance(signature.value, bytes):
-                raise MalformedSignature("a Signature member is not a byte sequence", label=label)
-            if tag is not None and member.params.get("tag") != tag:
-                continue
-            if len(member.items) > self._max_components:
-                raise MalformedSignature(
-                    f"more than {self._max_components} covered components", label=label
-                )
-            try:
-                components = [parse_component(item) for item in member.items]
-            except MalformedSignature as exc:
-                exc.label = label
-                raise
-            if len(set(components)) != len(components):
-                # RFC 9421 §2.5: "If the component identifier ... has already been
-                # included in the signature base, produce an error."
-                raise MalformedSignature("a covered component is listed twice", label=label)
-            candidates.append(
-                _Candidate(
-                    label,
-                    components,
-                    dict(member.params),
-                    signature.value,
-                    serialize_inner_list(member),
-                )
-            )
+    def _candidates(self, message: Message) -> list[Candidate]:
+        candidates = read_signatures(
+            message.headers,
+            max_signatures=self._max_signatures,
+            max_components=self._max_components,
+            max_field_bytes=self._max_field_bytes,
+            tag=self._tag,
+        )
         if not candidates:
-            raise InvalidParameters(f"no signature carries the tag {tag!r}")
+            raise InvalidParameters(f"no signature carries the tag {self._tag!r}")
         return candidates
 
-    def _check_parameters(self, candidate: _Candidate, now: float) -> str:
+    def _check_parameters(self, candidate: Candidate, now: float) -> str:
+        if candidate.error is not None:
+            raise candidate.error
         params = candidate.params
         label = candidate.label
         for name in params:
@@ -434,16 +358,17 @@ class Verifier:
 
     def _finish(
         self,
-        candidate: _Candidate,
+        candidate: Candidate,
         key: HMACKey | None,
         key_id: str,
         message: Message,
         has_body: bool,
     ) -> VerifiedSignature:
         label = candidate.label
+        covered = candidate.covered
         try:
             base = build_signature_base(
-                message, candidate.components, candidate.signature_params, self._sf_types
+                message, covered.components, candidate.signature_params, self._sf_types
             )
         except VerificationError as exc:
             if key is None:
@@ -451,41 +376,40 @@ class Verifier:
             exc.label, exc.key_id = label, key_id
             raise
         if key is None:
-            dummy = self._keyring.dummy
-            dummy.alg.verify(dummy.secret, base, candidate.signature)
+            self._keyring.dummy.verify_mac(base, candidate.signature)
             raise UnknownKey(f"no key is known as {key_id!r}", label=label)
-        alg = candidate.params.get("alg")
+        params = candidate.params
+        alg = params.get("alg")
         if alg is not None and alg != key.algorithm:
             raise InvalidParameters(
                 f"alg {alg!r} disagrees with the key's algorithm", label=label, key_id=key_id
             )
-        if not key.alg.verify(key.secret, base, candidate.signature):
+        if not key.verify_mac(base, candidate.signature):
             raise InvalidSignature(
                 "the signature does not match the request", label=label, key_id=key_id
             )
-        covered = set(candidate.components)
-        missing = [c.spec for c in self._required if c not in covered]
-        if has_body and self._digest_with_body and _CONTENT_DIGEST not in covered:
-            missing.append(_CONTENT_DIGEST.spec)
-        if missing:
+        required = self._required_with_body if has_body else self._required_set
+        if not required <= covered.covered:
+            missing = [c.spec for c in self._required if c not in covered.covered]
+            if has_body and self._digest_with_body and _CONTENT_DIGEST not in covered.covered:
+                missing.append(_CONTENT_DIGEST.spec)
             raise InsufficientCoverage(
                 f"the signature does not cover {', '.join(missing)}", label=label, key_id=key_id
             )
-        params = candidate.params
         return VerifiedSignature(
-            key_id=key_id,
-            label=label,
-            created=params["created"],  # type: ignore[arg-type]
-            expires=params.get("expires"),  # type: ignore[arg-type]
-            nonce=params.get("nonce"),  # type: ignore[arg-type]
-            components=tuple(c.spec for c in candidate.components),
-            algorithm=key.algorithm,
-            tag=params.get("tag"),  # type: ignore[arg-type]
+            key_id,
+            label,
+            params["created"],  # type: ignore[arg-type]
+            params.get("expires"),  # type: ignore[arg-type]
+            params.get("nonce"),  # type: ignore[arg-type]
+            covered.specs,
+            key.algorithm,
+            params.get("tag"),  # type: ignore[arg-type]
         )
 
     @staticmethod
-    def _check_body(verified: VerifiedSignature, message: Message, body: bytes | None) -> None:
-        if not any(c.partition(";")[0] == "content-digest" for c in verified.components):
+    def _check_body(candidate: Candidate, message: Message, body: bytes | None) -> None:
+        if not candidate.covered.covers_digest:
             return
         value = message.header("content-digest")
         if value is None:  # pragma: no cover  (the base could not have been built)
@@ -493,5 +417,5 @@ class Verifier:
         try:
             verify_content_digest(value, b"" if body is None else body)
         except VerificationError as exc:
-            exc.label, exc.key_id = verified.label, verified.key_id
+            exc.label, exc.key_id = candidate.label, candidate.params.get("keyid")  # type: ignore[assignment]
             raise

@@ -1,0 +1,236 @@
+"""The documentation stays true: its Python examples run and print what the pages show.
+
+Every ```python block in docs/**/*.md is a complete example and runs here in a
+fresh namespace; a block whose first line is ``# doctest: skip`` is a fragment
+and is left out. When a ```text title="Output"``` block follows a Python block
+(only blank lines between), the example's standard output must equal it exactly.
+The tables of component values in docs/concepts/components.md are checked
+against the library, and docs/api.md must mention every public name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import hmacguard
+from hmacguard._components import component_from_spec, component_value
+from hmacguard._message import Message
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+if not (ROOT / "mkdocs.yml").exists():  # pragma: no cover  (an sdist ships no docs)
+    pytest.skip("the docs are not part of this distribution", allow_module_level=True)
+
+SKIP_MARKER = "# doctest: skip"
+OUTPUT_INFO = 'text title="Output"'
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a docs page."""
+
+    page: str
+    line: int
+    info: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """A Python block, and the output block that follows it, if any."""
+
+    block: Block
+    output: str | None
+
+    @property
+    def id(self) -> str:
+        """A test id such as ``quickstart.md:12``."""
+        return f"{self.block.page}:{self.block.line}"
+
+
+def _pages() -> list[Path]:
+    return sorted(DOCS.rglob("*.md"))
+
+
+def fenced_blocks(path: Path) -> list[tuple[Block, int]]:
+    """Return the fenced blocks of a page, each with the line number its fence closes on."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    page = path.relative_to(DOCS).as_posix()
+    blocks: list[tuple[Block, int]] = []
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        indent, fence = len(opening["indent"]), opening["fence"]
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines):
+            closing = _FENCE.match(lines[j])
+            if closing and closing["fence"].startswith(fence) and not closing["info"].strip():
+                break
+            # A block nested in a list or admonition: drop the fence's indentation.
+            line = lines[j]
+            body.append(line[indent:] if line[:indent] == " " * indent else line.lstrip(" "))
+            j += 1
+        else:
+            raise AssertionError(f"{page}:{i + 1}: unterminated code fence")
+        code = "\n".join(body) + "\n"
+        blocks.append((Block(page, i + 1, opening["info"].strip(), code), j))
+        i = j + 1
+    return blocks
+
+
+def examples(path: Path) -> list[Example]:
+    """Return the runnable Python examples of a page, each with its expected output."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks = fenced_blocks(path)
+    found = []
+    for index, (block, end) in enumerate(blocks):
+        if block.info != "python" or block.code.startswith(SKIP_MARKER):
+            continue
+        output = None
+        if index + 1 < len(blocks):
+            following, _ = blocks[index + 1]
+            between = lines[end + 1 : following.line - 1]
+            if following.info == OUTPUT_INFO and not any(line.strip() for line in between):
+                output = following.code
+        found.append(Example(block, output))
+    return found
+
+
+ALL_EXAMPLES = [example for page in _pages() for example in examples(page)]
+
+
+def run(example: Example) -> str:
+    """Run an example in a fresh namespace and return what it printed."""
+    namespace = {"__name__": "__docs_example__"}
+    code = compile(example.block.code, f"docs/{example.id}", "exec")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, namespace)  # noqa: S102  (the docs' own examples, from this repository)
+    return out.getvalue()
+
+
+def test_docs_have_examples_on_every_concept_page() -> None:
+    """Each page that teaches the API carries at least one runnable example."""
+    pages = {example.block.page for example in ALL_EXAMPLES}
+    for page in (
+        "index.md",
+        "quickstart.md",
+        "concepts/signature-base.md",
+        "concepts/components.md",
+        "concepts/replay.md",
+        "concepts/keys.md",
+        "errors.md",
+    ):
+        assert page in pages, f"{page} has no runnable Python example"
+
+
+@pytest.mark.parametrize("example", ALL_EXAMPLES, ids=lambda example: example.id)
+def test_docs_example_runs_and_prints_what_the_page_shows(example: Example) -> None:
+    """A docs example raises nothing and, where output is shown, prints exactly that."""
+    printed = run(example)
+    if example.output is not None:
+        assert printed == example.output
+
+
+def test_docs_output_blocks_follow_a_python_example() -> None:
+    """Every output block on a page belongs to the Python example just above it."""
+    for page in _pages():
+        shown = {example.output for example in examples(page) if example.output is not None}
+        outputs = [block for block, _ in fenced_blocks(page) if block.info == OUTPUT_INFO]
+        for block in outputs:
+            assert block.code in shown, f"{block.page}:{block.line} shows output of no example"
+
+
+def test_docs_python_blocks_use_the_python_tag() -> None:
+    """No Python block hides from these tests behind another tag (py, python3, pycon)."""
+    for page in _pages():
+        for block, _ in fenced_blocks(page):
+            tag = block.info.split(" ", 1)[0].lstrip(".{")
+            assert tag not in {"py", "python3", "py3", "pycon"}, f"{block.page}:{block.line}"
+
+
+def test_docs_skip_marker_is_used_sparingly() -> None:
+    """Fragments marked ``# doctest: skip`` stay rare, so the docs stay runnable."""
+    skipped = [
+        f"{block.page}:{block.line}"
+        for page in _pages()
+        for block, _ in fenced_blocks(page)
+        if block.info == "python" and block.code.startswith(SKIP_MARKER)
+    ]
+    assert len(skipped) <= 3, skipped
+
+
+# -- component tables in concepts/components.md ---------------------------------
+
+_ROW = re.compile(r"^\| `(?P<identifier>[^`]+)` \|.*\| `(?P<value>[^`]*)` \|$")
+
+
+def _table_rows(marker: str) -> list[tuple[str, str]]:
+    """Return (identifier, value) rows of the table that follows ``<!-- marker -->``."""
+    lines = (DOCS / "concepts" / "components.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"<!-- {marker} -->")
+    rows: list[tuple[str, str]] = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        match = _ROW.match(line)
+        if match:
+            rows.append((match["identifier"], match["value"]))
+    return rows
+
+
+def _spec(identifier: str) -> str:
+    # '"@query-param";name="q"' -> '@query-param;name="q"', the configuration form.
+    name, _, params = identifier[1:].partition('"')
+    return name + params
+
+
+def test_rfc9421_2_2_derived_component_table_matches_the_library() -> None:
+    """The derived-component values shown in the docs are the ones the library computes."""
+    message = Message("GET", "https://API.Example:443/items/a%2Fb?sort=name&q=two+words", [])
+    rows = _table_rows("derived-components")
+    assert len(rows) == 8
+    for identifier, value in rows:
+        component = component_from_spec(_spec(identifier))
+        assert component.identifier == identifier
+        assert component_value(component, message) == value, identifier
+
+
+def test_rfc9421_2_1_field_component_table_matches_the_library() -> None:
+    """The header-field values shown in the docs (sf, key, bs) are the library's."""
+    message = Message(
+        "GET",
+        "https://api.example/",
+        [("X-Tag", "  one "), ("x-tag", "two"), ("Example-Dict", " a=1,  b=2;x=1 ")],
+    )
+    rows = _table_rows("field-components")
+    assert len(rows) == 5
+    for identifier, value in rows:
+        component = component_from_spec(_spec(identifier))
+        assert component.identifier == identifier
+        actual = component_value(component, message, {"example-dict": "dictionary"})
+        assert actual == value, identifier
+
+
+# -- API reference ---------------------------------------------------------------
+
+
+def test_api_reference_documents_every_public_name() -> None:
+    """docs/api.md renders or describes every name in ``hmacguard.__all__``."""
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    for name in hmacguard.__all__:
+        assert f"::: hmacguard.{name}\n" in text or f"### `{name}`" in text, name
