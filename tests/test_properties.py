@@ -627,16 +627,8 @@ def test_threat_D2_body_added_after_signing_needs_coverage(case: Case, body: byt
     assert _reason(case, wire) == "insufficient_coverage"
 
 
-@pytest.fixture
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    # The README's test command runs plain `pytest -q`: 100 000 examples per test only
-    # run when asked for with `-m slow`.
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("100k-example property run: select it with -m slow")
-
-
+# Deselected by default (pyproject.toml: -m "not slow"); run with `pytest -m slow`.
 @pytest.mark.slow
-@pytest.mark.usefixtures("_only_when_selected")
 class TestAtVolume:
     """The same properties with 100 000 examples each."""
 

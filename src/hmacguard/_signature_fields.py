@@ -33,16 +33,40 @@ from ._structured_fields import (
 __all__ = ["Candidate", "CoveredComponents", "read_signatures"]
 
 
-class CoveredComponents:
-    """A validated list of covered components, with what is derived from it once."""
+# Positions of the derived values the fast path passes to a template.
+DERIVED_SLOTS = {"@method": 0, "@authority": 1, "@path": 2, "@scheme": 3, "@query": 4}
 
-    __slots__ = ("components", "covered", "covers_digest", "specs")
+
+class CoveredComponents:
+    """A validated list of covered components, with what is derived from it once.
+
+    ``plan`` and ``template`` serve the verifier's fast path: when every
+    component is a header without parameters or a derived component in
+    ``DERIVED_SLOTS``, ``plan`` says where each value comes from (a header name,
+    or a slot number) and ``template`` is the signature base with a ``{}`` for
+    each value and one for the signature parameters. Otherwise both are None.
+    """
+
+    __slots__ = ("components", "covered", "covers_digest", "plan", "specs", "template")
 
     def __init__(self, components: tuple[Component, ...]) -> None:
         self.components = components
         self.covered = frozenset(components)
         self.specs = tuple(c.spec for c in components)
         self.covers_digest = any(c.name == "content-digest" for c in components)
+        plan: list[str | int] = []
+        for component in components:
+            if component.plain_field:
+                plan.append(component.name)
+            elif component.name in DERIVED_SLOTS and not component.params:
+                plan.append(DERIVED_SLOTS[component.name])
+            else:
+                self.plan: tuple[str | int, ...] | None = None
+                self.template: str | None = None
+                return
+        self.plan = tuple(plan)
+        lines = [c.identifier.replace("{", "{{").replace("}", "}}") + ": {}" for c in components]
+        self.template = "\n".join([*lines, '"@signature-params": {}'])
 
 
 class Candidate:

@@ -29,28 +29,36 @@ values RFC 9651 cannot express.
 
 The module is written by hand, on the standard library only, because it sits on
 the hot path of request verification: every signed request has its
-``Signature-Input`` and ``Signature`` parsed. The PyPI ``http-sf`` package took
-about 16 µs to parse a typical ``Signature-Input`` value, this module about
-2 µs. Parsing follows the algorithms of RFC 9651 Section 4.2 step by step, with
-these implementation choices:
+``Signature-Input`` and ``Signature`` parsed. Parsing a typical
+``Signature-Input`` value (one label, six covered components, three
+parameters) with :func:`parse_dictionary` takes about a third of the time the
+PyPI ``http-sf`` package takes (6.7 µs against 20.8 µs with ``timeit`` on the
+development machine; 53 against 161 thousand instructions under callgrind).
+Parsing follows the algorithms of RFC 9651 Section 4.2, with these
+implementation choices:
 
 - Scanning is index-based over the input string: nothing is sliced off the
   front in a loop, so parsing is linear in the input length. The grammar nests
   only one level (an Inner List inside a List or Dictionary), and the code uses
   loops, never recursion.
-- The common bare items (Strings without escapes, Integers and Decimals,
-  Tokens, Booleans) and whole parameters are matched by one precompiled regular
-  expression each, anchored at the current index. Every pattern is a sequence of
-  character classes with no nested or overlapping quantifiers, so matching is
-  linear too. Anything they do not match (escaped Strings, Byte Sequences, Dates,
-  Display Strings, errors) goes through the general, step-by-step code.
-- Character classes are spelled out as ASCII ranges (never ``\\d`` or ``\\w``,
-  which match non-ASCII digits and letters in ``str`` patterns).
+- The common bare items (Strings without escapes, Integers, Decimals, Tokens,
+  Booleans) are matched by one precompiled regular expression anchored at the
+  current index, and so is a whole run of parameters with such values. An Inner
+  List of plain Strings, the shape of RFC 9421's covered components, is checked
+  and split with ``str`` methods, and a Dictionary member of that shape with its
+  parameters is matched by one expression. Anything else (escaped Strings, Byte
+  Sequences, Dates, Display Strings, errors) goes through the general code,
+  which follows the RFC's steps one by one.
+- No pattern has nested repetitions that can split the same text in more than
+  one way, so a match, or a failed one, costs time linear in the text it looks
+  at. Character classes are spelled out as ASCII ranges (never ``\\d`` or
+  ``\\w``, which match non-ASCII digits and letters in ``str`` patterns).
 """
 
 from __future__ import annotations
 
 import binascii
+import math
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TypeAlias
@@ -88,8 +96,8 @@ class StructuredFieldError(ValueError):
 class Token(str):
     """An RFC 9651 Token (Section 3.3.4), such as ``foo`` or ``text/html``.
 
-    A marker subclass of ``str``: ``Token("a") == "a"`` is true for ``str``, but
-    :class:`Item` comparison tells them apart. The serialiser validates it.
+    A marker subclass of ``str``: as strings ``Token("a") == "a"``, but
+    :class:`Item` equality tells them apart. The serialiser validates it.
     """
 
     __slots__ = ()
@@ -129,7 +137,7 @@ def _same_params(a: Params, b: Params) -> bool:
     # Parameters are an ordered map (RFC 9651 Section 3.1.2): order is compared too.
     if len(a) != len(b):
         return False
-    for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+    for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
         if ka != kb or not _same_value(va, vb):
             return False
     return True
@@ -146,6 +154,9 @@ class Item:
 
     value: BareItem
     params: Params
+
+    # Mutable (the parameters are a dict), so not hashable.
+    __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, value: BareItem, params: Params | None = None) -> None:
         self.value = value
@@ -169,6 +180,8 @@ class InnerList:
 
     items: list[Item]
     params: Params
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, items: list[Item], params: Params | None = None) -> None:
         self.items = items
@@ -197,7 +210,7 @@ _KEY = r"[a-z*][a-z0-9_.*-]*"
 # Section 3.3.4: sf-token = ( ALPHA / "*" ) *( tchar / ":" / "/" ), with RFC 9110's
 # tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
 #         / DIGIT / ALPHA
-_TOKEN = r"[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*"
+_TOKEN = r"[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*"  # noqa: S105  a regex, not a secret
 # Section 3.3.3: unescaped = %x20-21 / %x23-5B / %x5D-7E (printable ASCII but DQUOTE, "\")
 _UNESCAPED = r"[ !#-\[\]-~]"
 # Section 4.2.4: an Integer has at most 15 digits ("If type is "integer" and
@@ -339,7 +352,7 @@ def _parse_string(s: str, i: int, n: int) -> tuple[str, int]:
         if j + 1 >= n:
             raise _fail("String is not terminated", j + 1)
         c = s[j + 1]
-        if c != '"' and c != "\\":
+        if c not in '"\\':
             raise _fail(f"invalid escape {c!r} in String", j + 1)
         parts.append(c)
         i = j + 2
@@ -520,7 +533,7 @@ def _parse_inner_list(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[
     # parts means that ")" was inside a String. '""' is an empty String or two
     # Strings with no SP between them: the general code tells which.)
     close = s.find(")", i)
-    if close > 0:
+    if close > i:
         text = s[i + 1 : close]
         if text.isascii() and text.isprintable() and "\\" not in text and '""' not in text:
             parts = text.split('"')
@@ -552,7 +565,7 @@ def _parse_inner_list(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[
         if i >= n:
             raise _fail("Inner List is not terminated", i)
         c = s[i]
-        if c != " " and c != ")":
+        if c not in " )":
             raise _fail(f"unexpected character {c!r} in Inner List", i)
     # Step 3.2.2: "Let parameters be the result of running Parsing Parameters"
     if i < n and s[i] == ";":
@@ -670,60 +683,46 @@ def parse_dictionary(value: str, *, reject_duplicates: bool = False) -> dict[str
     n = len(s)
     dictionary: dict[str, Member] = {}
     member: Member
-    i = _skip_sp(s, 0, n)
+    # Section 4.2, step 2: "Discard any leading SP characters from input_string."
+    i = _SP_RE.match(s).end() if n and s[0] == " " else 0  # type: ignore[union-attr]
     # Section 4.2.2, step 2: "While input_string is not empty:"
     while i < n:
         m = _PLAIN_MEMBER_RE.match(s, i)
-        if m is not None:
-            # The fast path for Signature-Input-like members, unless a parameter the
-            # pattern does not cover follows (then the general code parses it all).
-            end = m.end()
-            if end >= n or s[end] != ";":
-                key, inside, run = m.groups()
-                items = list(map(Item, inside.split('"')[1::2]))
-                params = _params_from_run(run, m.start(3), reject_duplicates) if run else {}
-                if reject_duplicates and key in dictionary:
-                    raise _fail(f"duplicate Dictionary key {key!r}", i)
-                dictionary[key] = InnerList(items, params)
-                i = end
-                if i >= n:
-                    return dictionary
-                if s[i] in " \t":
-                    i = _OWS_RE.match(s, i).end()  # type: ignore[union-attr]  # always matches
-                    if i >= n:
-                        return dictionary
-                if s[i] != ",":
-                    raise _fail(f"unexpected character {s[i]!r} after a Dictionary member", i)
-                i += 1
-                if i < n and s[i] in " \t":
-                    i = _OWS_RE.match(s, i).end()  # type: ignore[union-attr]  # always matches
-                if i >= n:
-                    raise _fail("trailing comma in Dictionary", i)
-                continue
-        # Step 2.1: "Let this_key be the result of running Parsing a Key"; Section
-        # 4.2.3.3, step 1: "If the first character of input_string is not lcalpha or
-        # "*", fail parsing."
-        m = _KEY_RE.match(s, i)
-        if m is None:
-            raise _fail("Dictionary key expected", i)
-        key = m.group()
-        i = m.end()
-        if i < n and s[i] == "=":
-            # Step 2.2: "If the first character of input_string is "=": Consume the
-            # first character of input_string. Let member be the result of running
-            # Parsing an Item or Inner List".
-            i += 1
-            if i < n and s[i] == "(":
-                member, i = _parse_inner_list(s, i, n, reject_duplicates)
-            else:
-                member, i = _parse_item(s, i, n, reject_duplicates)
-        # Step 2.3: "Otherwise: Let value be Boolean true. Let parameters be the
-        # result of running Parsing Parameters".
-        elif i < n and s[i] == ";":
-            params, i = _parse_params(s, i, n, reject_duplicates)
-            member = Item(True, params)
+        if m is not None and (m.end() >= n or s[m.end()] != ";"):
+            # The fast path, for Signature-Input-like members (unless a parameter
+            # the pattern does not cover follows: then the general code below
+            # parses the member from its start).
+            key, inside, run = m.groups()
+            member = InnerList(
+                list(map(Item, inside.split('"')[1::2])),
+                _params_from_run(run, m.start(3), reject_duplicates) if run else {},
+            )
+            i = m.end()
         else:
-            member = Item(True)
+            # Step 2.1: "Let this_key be the result of running Parsing a Key";
+            # Section 4.2.3.3, step 1: "If the first character of input_string is
+            # not lcalpha or "*", fail parsing."
+            m = _KEY_RE.match(s, i)
+            if m is None:
+                raise _fail("Dictionary key expected", i)
+            key = m.group()
+            i = m.end()
+            if i < n and s[i] == "=":
+                # Step 2.2: "If the first character of input_string is "=": Consume
+                # the first character of input_string. Let member be the result of
+                # running Parsing an Item or Inner List".
+                i += 1
+                if i < n and s[i] == "(":
+                    member, i = _parse_inner_list(s, i, n, reject_duplicates)
+                else:
+                    member, i = _parse_item(s, i, n, reject_duplicates)
+            # Step 2.3: "Otherwise: Let value be Boolean true. Let parameters be the
+            # result of running Parsing Parameters".
+            elif i < n and s[i] == ";":
+                params, i = _parse_params(s, i, n, reject_duplicates)
+                member = Item(True, params)
+            else:
+                member = Item(True)
         if reject_duplicates and key in dictionary:
             raise _fail(f"duplicate Dictionary key {key!r}", m.start())
         # Steps 2.4-2.5: "If dictionary already contains a key this_key (comparing
@@ -784,6 +783,8 @@ def serialize_string(value: str) -> str:
     Raises:
         StructuredFieldError: ``value`` has a character outside printable ASCII.
     """
+    if not isinstance(value, str):
+        raise StructuredFieldError(f"String must be a str, not {type(value).__name__}")
     # Section 4.1.6, step 2: "If input_string contains characters in the range
     # %x00-1f or %x7f-ff (i.e., not in VCHAR or SP), fail serialization."
     # For ASCII text, isprintable() is exactly %x20-7E.
@@ -823,7 +824,7 @@ def _serialize_decimal(value: float) -> str:
             # Step 9: only the significant fractional digits; repr has no trailing
             # zeros beyond the single "0" of an integral value.
             return f"{sign}{digits}.{fraction}"
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise StructuredFieldError(f"Decimal {text} is not a finite number")
     if abs(value) >= 1e13:
         raise StructuredFieldError(f"Decimal {text} has more than 12 integer digits")
