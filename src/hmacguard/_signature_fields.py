@@ -40,33 +40,38 @@ DERIVED_SLOTS = {"@method": 0, "@authority": 1, "@path": 2, "@scheme": 3, "@quer
 class CoveredComponents:
     """A validated list of covered components, with what is derived from it once.
 
-    ``plan`` and ``template`` serve the verifier's fast path: when every
-    component is a header without parameters or a derived component in
-    ``DERIVED_SLOTS``, ``plan`` says where each value comes from (a header name,
-    or a slot number) and ``template`` is the signature base with a ``{}`` for
-    each value and one for the signature parameters. Otherwise both are None.
+    ``header_names`` and ``template`` serve the verifier's fast path: when
+    every component is a header without parameters or a derived component in
+    ``DERIVED_SLOTS``, ``template`` is the signature base as a ``str.format``
+    template whose arguments are the five derived values (in ``DERIVED_SLOTS``
+    order), the values of the headers in ``header_names``, then the signature
+    parameters. Otherwise both are None.
     """
 
-    __slots__ = ("components", "covered", "covers_digest", "plan", "specs", "template")
+    __slots__ = ("components", "covered", "covers_digest", "header_names", "specs", "template")
 
     def __init__(self, components: tuple[Component, ...]) -> None:
         self.components = components
         self.covered = frozenset(components)
         self.specs = tuple(c.spec for c in components)
         self.covers_digest = any(c.name == "content-digest" for c in components)
-        plan: list[str | int] = []
+        self.header_names: tuple[str, ...] | None = None
+        self.template: str | None = None
+        names: list[str] = []
+        lines: list[str] = []
         for component in components:
             if component.plain_field:
-                plan.append(component.name)
+                slot = len(DERIVED_SLOTS) + len(names)
+                names.append(component.name)
             elif component.name in DERIVED_SLOTS and not component.params:
-                plan.append(DERIVED_SLOTS[component.name])
+                slot = DERIVED_SLOTS[component.name]
             else:
-                self.plan: tuple[str | int, ...] | None = None
-                self.template: str | None = None
                 return
-        self.plan = tuple(plan)
-        lines = [c.identifier.replace("{", "{{").replace("}", "}}") + ": {}" for c in components]
-        self.template = "\n".join([*lines, '"@signature-params": {}'])
+            escaped = component.identifier.replace("{", "{{").replace("}", "}}")
+            lines.append(f"{escaped}: {{{slot}}}")
+        lines.append(f'"@signature-params": {{{len(DERIVED_SLOTS) + len(names)}}}')
+        self.header_names = tuple(names)
+        self.template = "\n".join(lines)
 
 
 class Candidate:
@@ -107,11 +112,15 @@ class Candidate:
 # own canonical serialisation, so the matched text is the @signature-params value.
 _INT = r"(0|[1-9][0-9]{0,14})"
 _STR = r'"([ !#-\[\]-~]*)"'
-_FAST_INPUT = re.compile(
-    rf"([a-z*][a-z0-9_.*-]*)=(\([^()]*\);created={_INT};keyid={_STR}"
-    rf"(?:;alg={_STR})?(?:;expires={_INT})?(?:;nonce={_STR})?(?:;tag={_STR})?)"
+_ID = r'"([ !#-\[\]-~]{1,256})"'  # key ids, nonces and tags: 1-256 characters
+_FAST_INPUT_TEXT = (
+    rf"([a-z*][a-z0-9_.*-]*)=((\([^()\n]*\));created={_INT};keyid={_ID}"
+    rf"(?:;alg={_STR})?(?:;expires={_INT})?(?:;nonce={_ID})?(?:;tag={_ID})?)"
 )
+_FAST_INPUT = re.compile(_FAST_INPUT_TEXT)
 _FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_.*-]*)=:([A-Za-z0-9+/]*={0,2}):")
+#: Signature-Input, LF, Signature, for the same label (``\1``) in one match.
+FAST_PAIR = re.compile(_FAST_INPUT_TEXT + r"\n\1=:([A-Za-z0-9+/]*={0,2}):")
 
 _NOTHING_COVERED = CoveredComponents(())
 
@@ -139,9 +148,9 @@ def _fast(inputs: str, signatures: str, max_components: int) -> list[Candidate] 
     match = _FAST_INPUT.fullmatch(inputs)
     if match is None:
         return None
-    label, signature_params, created, keyid, alg, expires, nonce, tag = match.groups()
+    label, signature_params, inner, created, keyid, alg, expires, nonce, tag = match.groups()
     # The component list must be one the full path has validated before.
-    covered = _COMPONENT_CACHE.get(signature_params[: signature_params.index(")") + 1])
+    covered = _COMPONENT_CACHE.get(inner)
     if covered is None or len(covered.components) > max_components:
         return None
     sig_match = _FAST_SIGNATURE.fullmatch(signatures)

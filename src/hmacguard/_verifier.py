@@ -40,15 +40,9 @@ from ._errors import (
     VerificationError,
 )
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
-from ._message import _URL, HeadersLike, Message, collect_headers, normalise_authority
+from ._message import HeadersLike, Message, normalise_authority
 from ._signature_base import build_signature_base
-from ._signature_fields import (
-    _COMPONENT_CACHE,
-    _FAST_INPUT,
-    _FAST_SIGNATURE,
-    Candidate,
-    read_signatures,
-)
+from ._signature_fields import _COMPONENT_CACHE, FAST_PAIR, Candidate, read_signatures
 
 __all__ = ["DEFAULT_REQUIRED_COMPONENTS", "VerifiedSignature", "Verifier"]
 
@@ -89,6 +83,32 @@ class VerifiedSignature(NamedTuple):
     def covers(self, component: str) -> bool:
         """Tell whether the signature covers ``component`` (e.g. ``"content-type"``)."""
         return component_from_spec(component).spec in self.components
+
+
+def _single_line_headers(headers: object) -> Mapping[str, str] | None:
+    """The headers as ``{lowercase name: value}`` when that loses nothing, else None.
+
+    For a plain dict whose names are all lowercase, the dict itself (nothing
+    copied); for ASGI-style ``(bytes, bytes)`` pairs, a decoded dict when no
+    name repeats. Anything else (mixed case, repeated names, other types)
+    returns None and goes through the general path's full grouping.
+    """
+    if type(headers) is dict:
+        grouped = headers
+    elif type(headers) is list:
+        try:
+            grouped = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if len(grouped) != len(headers):
+            return None
+    else:
+        return None
+    try:
+        # str.islower: every cased character is lowercase, so lower() is a no-op.
+        return grouped if all(map(str.islower, grouped)) else None
+    except TypeError:  # a bytes name in a dict
+        return None
 
 
 def _text_param(params: Mapping[str, object], name: str, label: str) -> str | None:
@@ -210,6 +230,8 @@ class Verifier:
             if kind not in ("item", "list", "dictionary"):
                 raise ValueError(f"structured type of {field!r} must be item, list or dictionary")
         self._clock = clock
+        # The fast path needs keys known up front and no tag selection.
+        self._fast_keys = self._keyring.static_keys if tag is None else None
 
     def __repr__(self) -> str:
         return (
@@ -262,12 +284,21 @@ class Verifier:
         Raises:
             VerificationError: a leaf naming the precise failure.
         """
-        grouped = collect_headers(headers)
         current = self._clock() if now is None else now
-        verified = self._fast_accept(method, url, grouped, body, current)
-        if verified is not None:
-            return verified
-        message = Message(method, url, None, grouped=grouped)
+        if self._fast_keys is not None and type(url) is str:
+            single = (
+                headers
+                if type(headers) is dict and all(map(str.islower, headers))
+                else _single_line_headers(headers)
+            )
+            if single is not None:
+                try:
+                    verified = self._fast_accept(method, url, single, body, current)
+                except TypeError:  # bytes where text was expected: the general path decides
+                    verified = None
+                if verified is not None:
+                    return verified
+        message = Message(method, url, headers)
         candidates = self._candidates(message)
         first_error: VerificationError | None = None
         for candidate in candidates:
@@ -315,12 +346,15 @@ class Verifier:
     def _fast_accept(
         self,
         method: object,
-        url: object,
-        headers: dict[str, list[str]],
+        url: str,
+        headers: Mapping[str, str],
         body: bytes | None,
         now: float,
     ) -> VerifiedSignature | None:
         """Accept the common case in one pass, or return None.
+
+        ``headers`` maps lowercased names to their one line each (see
+        :func:`_single_line_headers`).
 
         One signature of the canonical shape (see ``_signature_fields``), a
         component list already validated, static keys, every component a plain
@@ -331,86 +365,90 @@ class Verifier:
         too and raises :class:`InvalidSignature` at once. It never accepts what
         the general path rejects.
         """
-        keys = self._keyring.static_keys
-        if keys is None or self._tag is not None or type(method) is not str:
+        keys = self._fast_keys
+        if keys is None or type(method) is not str:
             return None
         inputs = headers.get("signature-input")
         signatures = headers.get("signature")
-        if inputs is None or signatures is None or len(inputs) != 1 or len(signatures) != 1:
-            return None
-        match = _FAST_INPUT.fullmatch(inputs[0])
-        sig_match = _FAST_SIGNATURE.fullmatch(signatures[0])
-        if match is None or sig_match is None:
-            return None
-        label, params_text, created_text, key_id, alg, expires_text, nonce, tag = match.groups()
-        covered = _COMPONENT_CACHE.get(params_text[: params_text.index(")") + 1])
         if (
-            covered is None
-            or sig_match.group(1) != label
-            or len(covered.components) > self._max_components
-            or not key_id
-            or len(key_id) > MAX_ID_BYTES
-            or (tag is not None and (not tag or len(tag) > MAX_ID_BYTES))
-            or len(inputs[0]) > self._max_field_bytes
-            or len(signatures[0]) > self._max_field_bytes
+            inputs is None
+            or signatures is None
+            or len(inputs) > self._max_field_bytes
+            or len(signatures) > self._max_field_bytes
         ):
             return None
-        if nonce is None:
-            if self._require_nonce:
-                return None
-        elif not nonce or len(nonce) > MAX_ID_BYTES:
+        # Both fields in one match: the same label, canonical shape; the regex
+        # also bounds keyid, nonce and tag to 1-256 characters.
+        match = FAST_PAIR.fullmatch(f"{inputs}\n{signatures}")
+        if match is None:
+            return None
+        groups = match.groups()
+        label, params_text, inner, created_text, key_id, alg, expires_text, nonce, tag = groups[:9]
+        encoded = groups[9]
+        covered = _COMPONENT_CACHE.get(inner)
+        key = keys.get(key_id)
+        if (
+            covered is None
+            or covered.template is None
+            or key is None
+            or (nonce is None and self._require_nonce)
+            or (alg is not None and alg != key.algorithm)
+            or len(encoded) % 4  # unpadded: the general parser decides
+            or len(covered.components) > self._max_components
+        ):
             return None
         # Time window (RFC 9421 §3.2.1), as _check_parameters computes it.
         created = int(created_text)
-        expires = None if expires_text is None else int(expires_text)
-        if (
-            created > now + self._clock_skew
-            or now - created > self._max_age
-            or (expires is not None and (expires < created or now > expires))
-        ):
+        if created > now + self._clock_skew or now - created > self._max_age:
             return None
-        key = keys.get(key_id)
-        if key is None or (alg is not None and alg != key.algorithm):
-            return None
-        encoded = sig_match.group(2)
-        if len(encoded) % 4:
-            return None  # unpadded: the general parser decides
-        # Alphabet and padding were matched, so this decodes exactly as the
-        # general parser decodes it.
-        mac = binascii.a2b_base64(encoded)
+        expires = None
+        if expires_text is not None:
+            expires = int(expires_text)
+            if expires < created or now > expires:
+                return None
         # Coverage before the MAC here: a shortfall is for the general path.
-        has_body = bool(body)
-        required = self._required_with_body if has_body else self._required_set
-        if not required <= covered.covered:
+        if not (self._required_with_body if body else self._required_set) <= covered.covered:
             return None
-        url_match = _URL.match(url) if type(url) is str else None
-        if url_match is None:
+        # The URL, split as split_url() splits it, for the two usual schemes
+        # and no fragment; anything else goes the general way.
+        if url.startswith("https://"):
+            scheme, rest = "https", url[8:]
+        elif url.startswith("http://"):
+            scheme, rest = "http", url[7:]
+        else:
             return None
-        scheme, authority, path, query = url_match.groups()
-        scheme = scheme.lower()
+        if "#" in rest:
+            return None
+        at = rest.find("?")
+        target, query = (rest, None) if at == -1 else (rest[:at], rest[at:])
+        at = target.find("/")
+        authority, path = (target, "/") if at == -1 else (target[:at], target[at:])
+        if not authority:
+            return None
         if ":" in authority or "@" in authority:
             authority = normalise_authority(authority, scheme)
         else:
             authority = authority.lower()
-        plan = covered.plan
-        template = covered.template
-        if plan is None or template is None:
+        values = [headers.get(name) for name in covered.header_names]  # type: ignore[union-attr]
+        if None in values:
             return None
-        # The slots of DERIVED_SLOTS; RFC 9421 §2.2.6 and §2.2.7 for path and query.
-        derived = (method, authority, path or "/", scheme, query or "?")
-        values: list[str] = []
-        for source in plan:
-            if isinstance(source, int):
-                values.append(derived[source])
-            else:
-                found = headers.get(source)
-                if found is None or len(found) != 1:
-                    return None
-                values.append(found[0].strip(" \t"))
-        base = template.format(*values, params_text)
+        # The arguments follow DERIVED_SLOTS; RFC 9421 §2.2.6 and §2.2.7 for
+        # the empty path and the absent query.
+        base = covered.template.format(
+            method,
+            authority,
+            path or "/",
+            scheme,
+            query or "?",
+            *[value.strip(" \t") for value in values],  # type: ignore[union-attr]
+            params_text,
+        )
         # Any line break or non-ASCII character: the general path explains it.
-        if base.count("\n") != len(values) or "\r" in base or not base.isascii():
+        if base.count("\n") != len(covered.components) or "\r" in base or not base.isascii():
             return None
+        # Alphabet and padding were matched, so this decodes exactly as the
+        # general parser decodes it.
+        mac = binascii.a2b_base64(encoded)
         if not key.verify_mac(base.encode("ascii"), mac):
             # Everything before the MAC passed, so the general path would reach
             # this same comparison and fail it: say so now rather than pay twice.
@@ -418,16 +456,18 @@ class Verifier:
                 "the signature does not match the request", label=label, key_id=key_id
             )
         if covered.covers_digest:
-            digests = headers.get("content-digest")
-            if digests is None or len(digests) != 1:
+            digest = headers.get("content-digest")
+            if digest is None:
                 return None
             try:
-                verify_content_digest(digests[0], b"" if body is None else body)
+                verify_content_digest(digest, b"" if body is None else body)
             except VerificationError as exc:
                 exc.label, exc.key_id = label, key_id
                 raise
-        return VerifiedSignature(
-            key_id, label, created, expires, nonce, covered.specs, key.algorithm, tag
+        # tuple.__new__ skips NamedTuple's Python-level __new__ on this hot path.
+        return tuple.__new__(
+            VerifiedSignature,
+            (key_id, label, created, expires, nonce, covered.specs, key.algorithm, tag),
         )
 
     def _candidates(self, message: Message) -> list[Candidate]:
