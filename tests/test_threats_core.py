@@ -1134,8 +1134,8 @@ def test_threat_P1_component_cap_boundary() -> None:
     """32 covered components are allowed; 33 are malformed_signature."""
     names = [f"x{i}" for i in range(33)]
     lines = [(name, "v") for name in names]
-    assert verify(signed(lines, components=names[:32]), required_components=()).covers("x31")
-    exc = rejection(lambda: verify(signed(lines, components=names), required_components=()))
+    assert verify(signed(lines, components=names[:32]), required_components=["x0"]).covers("x31")
+    exc = rejection(lambda: verify(signed(lines, components=names), required_components=["x0"]))
     assert exc.reason == "malformed_signature"
 
 

@@ -256,21 +256,20 @@ async def test_averify_applies_the_same_policy_as_verify() -> None:
     assert info.value.reason == "expired"
 
 
-def test_sync_verify_with_async_resolver_fails_closed() -> None:
-    """verify() with an async resolver is key_lookup_failed (503), never an accept."""
+def test_sync_verify_with_async_resolver_is_a_type_error() -> None:
+    """verify() with an async resolver is a programming error: TypeError naming averify()."""
     calls: list[str] = []
 
     async def resolve(key_id: str) -> HMACKey:
         calls.append(key_id)
         return KEY
 
-    exc = rejection(lambda: Verifier(resolve).verify("GET", URL, signed(), now=NOW))
-    assert (exc.reason, exc.status) == ("key_lookup_failed", 503)
-    assert "averify" in exc.detail
+    with pytest.raises(TypeError, match="averify"):
+        Verifier(resolve).verify("GET", URL, signed(), now=NOW)
     assert calls == []
 
 
-def test_sync_verify_with_async_callable_object_fails_closed() -> None:
+def test_sync_verify_with_async_callable_object_is_a_type_error() -> None:
     """An object with an async __call__ is detected as async too."""
 
     class Vault:
@@ -279,8 +278,8 @@ def test_sync_verify_with_async_callable_object_fails_closed() -> None:
 
     keyring = Keyring(Vault())
     assert keyring.is_async
-    exc = rejection(lambda: Verifier(keyring).verify("GET", URL, signed(), now=NOW))
-    assert exc.reason == "key_lookup_failed"
+    with pytest.raises(TypeError, match="averify"):
+        Verifier(keyring).verify("GET", URL, signed(), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -448,13 +447,12 @@ def test_explicit_required_components_are_enforced() -> None:
     assert "content-type" in exc.detail
 
 
-def test_empty_required_components_accepts_any_valid_signature() -> None:
-    """required_components=() requires nothing beyond a valid MAC."""
-    headers = signed(components=[])
-    assert (
-        Verifier([KEY], required_components=()).verify("GET", URL, headers, now=NOW).components
-        == ()
-    )
+def test_threat_R10_empty_component_lists_are_refused() -> None:
+    """A policy or a signer with no components is a ValueError: it would fit any request."""
+    with pytest.raises(ValueError, match="empty"):
+        Verifier([KEY], required_components=())
+    with pytest.raises(ValueError, match="empty"):
+        Signer(KEY, components=())
 
 
 def test_required_components_with_parameters() -> None:

@@ -78,6 +78,24 @@ KNOWN_STRUCTURED_FIELDS: dict[str, str] = {
 }
 _SF_TYPES = frozenset({"item", "list", "dictionary"})
 
+
+def structured_types(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The known structured fields plus ``extra``, validated.
+
+    Raises:
+        ValueError: a type other than ``item``, ``list`` or ``dictionary``, or
+            a field name that is not a lowercase token.
+    """
+    merged = dict(KNOWN_STRUCTURED_FIELDS)
+    for name, kind in (extra or {}).items():
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise ValueError(f"structured_fields: {name!r} is not a lowercase field name")
+        if kind not in _SF_TYPES:
+            raise ValueError(f"structured_fields: the type of {name!r} must be {sorted(_SF_TYPES)}")
+        merged[name] = kind
+    return merged
+
+
 # RFC 9110 §5.1: field-name = token; RFC 9421 §2.1: component names are lowercased.
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 # RFC 9112 §5.2 obs-fold: OWS CRLF RWS, replaced by a single SP (RFC 9421 §2.1).

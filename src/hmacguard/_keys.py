@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeAlias, Union
@@ -169,11 +168,12 @@ class Keyring:
     checked once, here; a callable's answers are checked on every lookup.
     """
 
-    __slots__ = ("_dummy", "_keys", "_resolver")
+    __slots__ = ("_dummy", "_is_async", "_keys", "_resolver")
 
     def __init__(self, keys: Keys) -> None:
         self._keys: dict[str, HMACKey] | None = None
         self._resolver: KeyLookup | None = None
+        self._is_async = False
         # Used for a MAC computation when a key id is unknown, so that an unknown
         # key costs the same time as a bad MAC (THREATS K2).
         self._dummy = HMACKey("unknown", os.urandom(MIN_KEY_BYTES))
@@ -188,6 +188,10 @@ class Keyring:
                 self._keys[key_id] = key
         elif callable(keys):
             self._resolver = keys
+            import inspect  # noqa: PLC0415  (only resolvers need it: `import hmacguard` stays light)
+
+            call = getattr(keys, "__call__", None)  # noqa: B004  an object with async __call__
+            self._is_async = inspect.iscoroutinefunction(keys) or inspect.iscoroutinefunction(call)
         elif isinstance(keys, Iterable):
             self._keys = {}
             for key in keys:
@@ -219,11 +223,7 @@ class Keyring:
     @property
     def is_async(self) -> bool:
         """True when the resolver is a coroutine function."""
-        resolver = self._resolver
-        if resolver is None:
-            return False
-        call = getattr(resolver, "__call__", None)  # noqa: B004  async __call__ on an object
-        return inspect.iscoroutinefunction(resolver) or inspect.iscoroutinefunction(call)
+        return self._is_async
 
     def lookup(self, key_id: str) -> HMACKey | None:
         """Return the key for ``key_id``, or None when it is unknown.
@@ -239,7 +239,7 @@ class Keyring:
             found = self._resolver(key_id)
         except Exception as exc:
             raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
-        if inspect.isawaitable(found):
+        if isinstance(found, Awaitable):
             close = getattr(found, "close", None)
             if close is not None:
                 close()  # do not leave "coroutine was never awaited" behind
@@ -253,7 +253,7 @@ class Keyring:
         assert self._resolver is not None  # noqa: S101  (set whenever _keys is None)
         try:
             found = self._resolver(key_id)
-            if inspect.isawaitable(found):
+            if isinstance(found, Awaitable):
                 found = await found
         except Exception as exc:
             raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc

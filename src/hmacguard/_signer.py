@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from ._components import KNOWN_STRUCTURED_FIELDS, Component, component_from_spec
+from ._components import Component, component_from_spec, structured_types
 from ._content_digest import ACTIVE_ALGORITHMS, make_content_digest
 from ._errors import VerificationError
 from ._keys import MAX_ID_BYTES, HMACKey
@@ -26,9 +26,9 @@ class _Default:
         return "DEFAULT_COMPONENTS"
 
 
-#: The default covered components: ``@method @authority @path @query``, plus
-#: ``content-type`` (when the request has one) and ``content-digest`` when
-#: there is a body.
+#: The default covered components: ``@method @authority @path @query``; when
+#: the body is not empty, also ``content-digest`` and (if the request has that
+#: header) ``content-type``.
 DEFAULT_COMPONENTS: Final = _Default()
 
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
@@ -114,6 +114,10 @@ class Signer:
             if isinstance(components, str):
                 raise TypeError("components is a sequence of strings, not one string")
             parsed = tuple(component_from_spec(c) for c in components)
+            if not parsed:
+                # RFC 9421 §7.2.2: a signature over no components can be
+                # transplanted onto any request.
+                raise ValueError("components is empty: such a signature would fit any request")
             if len(set(parsed)) != len(parsed):
                 raise ValueError("components lists the same component twice")
             self._components = parsed
@@ -135,7 +139,7 @@ class Signer:
         self._expires_in = expires_in
         self._tag = None if tag is None else _check_token_text("tag", tag)
         self._include_alg = bool(include_alg)
-        self._sf_types = {**KNOWN_STRUCTURED_FIELDS, **(structured_fields or {})}
+        self._sf_types = structured_types(structured_fields)
         self._clock = clock
 
     def __repr__(self) -> str:

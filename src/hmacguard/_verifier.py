@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from ._algorithms import ALGORITHMS
-from ._components import KNOWN_STRUCTURED_FIELDS, component_from_spec
+from ._components import component_from_spec, structured_types
 from ._content_digest import verify_content_digest
 from ._errors import (
     Expired,
@@ -193,6 +193,9 @@ class Verifier:
             if isinstance(required_components, str):
                 raise TypeError("required_components is a sequence of strings, not one string")
             self._required = tuple(component_from_spec(c) for c in required_components)
+            if not self._required:
+                # RFC 9421 §7.2.2: a signature over nothing fits any request.
+                raise ValueError("required_components is empty: any signature would do")
             self._digest_with_body = False
         self._required_set = frozenset(self._required)
         self._required_with_body = (
@@ -225,10 +228,7 @@ class Verifier:
         self._max_signatures = max_signatures
         self._max_components = max_components
         self._max_field_bytes = max_field_bytes
-        self._sf_types = {**KNOWN_STRUCTURED_FIELDS, **(structured_fields or {})}
-        for field, kind in self._sf_types.items():
-            if kind not in ("item", "list", "dictionary"):
-                raise ValueError(f"structured type of {field!r} must be item, list or dictionary")
+        self._sf_types = structured_types(structured_fields)
         self._clock = clock
         # The fast path needs keys known up front and no tag selection.
         self._fast_keys = self._keyring.static_keys if tag is None else None
@@ -251,8 +251,8 @@ class Verifier:
         A signature is accepted from ``created - clock_skew`` until
         ``created + max_age``; counting from the moment it is first accepted, a
         replay is possible for up to ``max_age + clock_skew`` seconds. Another
-        ``clock_skew`` covers hosts whose clocks differ (THREATS R3, T5), and one
-        second covers rounding.
+        ``clock_skew`` covers servers whose clocks differ by that much, and one
+        second covers rounding (RFC 9421 §3.2.1, §7.2.2).
         """
         return self._max_age + 2 * self._clock_skew + 1
 
@@ -284,6 +284,8 @@ class Verifier:
         Raises:
             VerificationError: a leaf naming the precise failure.
         """
+        if self._keyring.is_async:
+            raise TypeError("the key resolver is async: call averify() instead of verify()")
         current = self._clock() if now is None else now
         if self._fast_keys is not None and type(url) is str:
             single = (
