@@ -48,8 +48,9 @@ def _fast_outcome(verifier: Verifier, request: dict[str, Any]) -> tuple[str, Any
     if grouped is None:
         return None
     try:
+        body = request["body"]
         result = verifier._fast_accept(
-            request["method"], request["url"], grouped, request["body"], NOW
+            request["method"], request["url"], grouped, NOW, bool(body), body, True
         )
     except VerificationError as exc:
         return "error", exc.reason
@@ -123,7 +124,7 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
     verifier.verify("POST", URLS[1], headers, b"{}", now=NOW)  # caches the component list
     single = _single_line_headers({name.lower(): value for name, value in headers.items()})
     assert single is not None
-    fast = verifier._fast_accept("POST", URLS[1], single, b"{}", NOW)
+    fast = verifier._fast_accept("POST", URLS[1], single, NOW, True, b"{}", True)
     assert fast is not None
     assert fast == GeneralOnly({"client-1": SECRET}).verify(
         "POST", URLS[1], headers, b"{}", now=NOW

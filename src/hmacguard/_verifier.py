@@ -40,7 +40,7 @@ from ._errors import (
     VerificationError,
 )
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
-from ._message import HeadersLike, Message, normalise_authority
+from ._message import HeadersLike, Message, collect_headers, normalise_authority
 from ._signature_base import build_signature_base
 from ._signature_fields import _COMPONENT_CACHE, FAST_PAIR, Candidate, read_signatures
 
@@ -287,27 +287,17 @@ class Verifier:
         if self._keyring.is_async:
             raise TypeError("the key resolver is async: call averify() instead of verify()")
         current = self._clock() if now is None else now
-        if self._fast_keys is not None and type(url) is str:
-            single = (
-                headers
-                if type(headers) is dict and all(map(str.islower, headers))
-                else _single_line_headers(headers)
-            )
-            if single is not None:
-                try:
-                    verified = self._fast_accept(method, url, single, body, current)
-                except TypeError:  # bytes where text was expected: the general path decides
-                    verified = None
-                if verified is not None:
-                    return verified
+        has_body = bool(body)
+        verified = self._try_fast(method, url, headers, current, has_body, body, True)
+        if verified is not None:
+            return verified
         message = Message(method, url, headers)
-        candidates = self._candidates(message)
         first_error: VerificationError | None = None
-        for candidate in candidates:
+        for candidate in self._candidates(message):
             try:
                 key_id = self._check_parameters(candidate, current)
                 key = self._keyring.lookup(key_id)
-                verified = self._finish(candidate, key, key_id, message, bool(body))
+                verified = self._finish(candidate, key, key_id, message, has_body)
             except VerificationError as exc:
                 first_error = first_error or exc
                 continue
@@ -326,22 +316,123 @@ class Verifier:
         now: float | None = None,
     ) -> VerifiedSignature:
         """Like :meth:`verify`, awaiting an async key resolver."""
-        message = Message(method, url, headers)
         current = self._clock() if now is None else now
-        candidates = self._candidates(message)
+        verified = await self._averify(method, url, headers, current, bool(body))
+        if any(spec.partition(";")[0] == "content-digest" for spec in verified.components):
+            self._check_body_text(verified, headers, body)
+        return verified
+
+    def verify_headers(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        *,
+        has_body: bool,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Verify everything but the body, for servers that stream it.
+
+        Every check of :meth:`verify` runs except the comparison of the body
+        with ``Content-Digest``, which the caller does while reading the body
+        (see :class:`~hmacguard.DigestVerifier`) when the signature covers
+        ``content-digest``. ``has_body`` says whether the request announces a
+        body (``Content-Length`` above 0, or ``Transfer-Encoding``): then the
+        default policy requires ``content-digest`` to be covered.
+
+        Raises:
+            VerificationError: a leaf naming the precise failure.
+        """
+        if self._keyring.is_async:
+            raise TypeError("the key resolver is async: call averify_headers() instead")
+        current = self._clock() if now is None else now
+        verified = self._try_fast(method, url, headers, current, has_body, None, False)
+        if verified is not None:
+            return verified
+        message = Message(method, url, headers)
         first_error: VerificationError | None = None
-        for candidate in candidates:
+        for candidate in self._candidates(message):
             try:
                 key_id = self._check_parameters(candidate, current)
-                key = await self._keyring.alookup(key_id)
-                verified = self._finish(candidate, key, key_id, message, bool(body))
+                key = self._keyring.lookup(key_id)
+                return self._finish(candidate, key, key_id, message, has_body)
             except VerificationError as exc:
                 first_error = first_error or exc
-                continue
-            self._check_body(candidate, message, body)
-            return verified
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
         raise first_error
+
+    async def averify_headers(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        *,
+        has_body: bool,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Like :meth:`verify_headers`, awaiting an async key resolver."""
+        current = self._clock() if now is None else now
+        return await self._averify(method, url, headers, current, has_body)
+
+    async def _averify(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        now: float,
+        has_body: bool,
+    ) -> VerifiedSignature:
+        verified = self._try_fast(method, url, headers, now, has_body, None, False)
+        if verified is not None:
+            return verified
+        message = Message(method, url, headers)
+        first_error: VerificationError | None = None
+        for candidate in self._candidates(message):
+            try:
+                key_id = self._check_parameters(candidate, now)
+                key = await self._keyring.alookup(key_id)
+                return self._finish(candidate, key, key_id, message, has_body)
+            except VerificationError as exc:
+                first_error = first_error or exc
+        assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
+        raise first_error
+
+    def _try_fast(
+        self,
+        method: object,
+        url: object,
+        headers: object,
+        now: float,
+        has_body: bool,
+        body: bytes | None,
+        check_digest: bool,
+    ) -> VerifiedSignature | None:
+        if self._fast_keys is None or type(url) is not str:
+            return None
+        single = (
+            headers
+            if type(headers) is dict and all(map(str.islower, headers))
+            else _single_line_headers(headers)
+        )
+        if single is None:
+            return None
+        try:
+            return self._fast_accept(method, url, single, now, has_body, body, check_digest)
+        except TypeError:  # bytes where text was expected: the general path decides
+            return None
+
+    def _check_body_text(
+        self, verified: VerifiedSignature, headers: HeadersLike | None, body: bytes | None
+    ) -> None:
+        lines = collect_headers(headers).get("content-digest")
+        value = None if lines is None else ", ".join(lines)
+        if value is None:  # pragma: no cover  (the base could not have been built)
+            raise InvalidSignature("Content-Digest is covered but absent")
+        try:
+            verify_content_digest(value, b"" if body is None else body)
+        except VerificationError as exc:
+            exc.label, exc.key_id = verified.label, verified.key_id
+            raise
 
     # -- the steps -----------------------------------------------------------
 
@@ -350,8 +441,10 @@ class Verifier:
         method: object,
         url: str,
         headers: Mapping[str, str],
-        body: bytes | None,
         now: float,
+        has_body: bool,
+        body: bytes | None,
+        check_digest: bool,
     ) -> VerifiedSignature | None:
         """Accept the common case in one pass, or return None.
 
@@ -409,7 +502,7 @@ class Verifier:
             if expires < created or now > expires:
                 return None
         # Coverage before the MAC here: a shortfall is for the general path.
-        if not (self._required_with_body if body else self._required_set) <= covered.covered:
+        if not (self._required_with_body if has_body else self._required_set) <= covered.covered:
             return None
         # The URL, split as split_url() splits it, for the two usual schemes
         # and no fragment; anything else goes the general way.
@@ -457,7 +550,7 @@ class Verifier:
             raise InvalidSignature(
                 "the signature does not match the request", label=label, key_id=key_id
             )
-        if covered.covers_digest:
+        if check_digest and covered.covers_digest:
             digest = headers.get("content-digest")
             if digest is None:
                 return None
