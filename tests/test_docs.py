@@ -5,7 +5,8 @@ fresh namespace; a block whose first line is ``# doctest: skip`` is a fragment
 and is left out. When a ```text title="Output"``` block follows a Python block
 (only blank lines between), the example's standard output must equal it exactly.
 The tables of component values in docs/concepts/components.md are checked
-against the library, and docs/api.md must mention every public name.
+against the library, docs/api.md must mention every public name, and the Python
+block of README.md's Quickstart runs and prints what its comment shows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hmacguard._message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+README = ROOT / "README.md"
 
 if not (ROOT / "mkdocs.yml").exists():  # pragma: no cover  (an sdist ships no docs)
     pytest.skip("the docs are not part of this distribution", allow_module_level=True)
@@ -234,3 +236,42 @@ def test_api_reference_documents_every_public_name() -> None:
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     for name in hmacguard.__all__:
         assert f"::: hmacguard.{name}\n" in text or f"### `{name}`" in text, name
+
+
+# -- README.md -------------------------------------------------------------------
+
+
+def readme_quickstart() -> str:
+    """Return the Python block of README.md's Quickstart section."""
+    text = README.read_text(encoding="utf-8")
+    _, found, rest = text.partition("\n## Quickstart\n")
+    assert found, "README.md has no Quickstart section"
+    section = rest.split("\n## ", 1)[0]
+    match = re.search(r"^```python\n(?P<code>.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert match, "README.md's Quickstart has no ```python block"
+    return match["code"]
+
+
+def _shown(comment: str) -> re.Pattern[str]:
+    # "client-1 ('@method', ...)": the text as shown, "..." standing for anything.
+    return re.compile(".*".join(re.escape(part) for part in comment.split("...")))
+
+
+def test_readme_quickstart_runs_and_prints_what_its_comments_show() -> None:
+    """README.md's Quickstart runs as shown, and each print prints what its comment says."""
+    code = readme_quickstart()
+    shown = [line.partition("  # ")[2] for line in code.splitlines() if line.startswith("print(")]
+    assert shown, "the Quickstart prints nothing"
+    assert all(shown), "each print() in the Quickstart shows its output in a comment"
+    namespace = {"__name__": "__readme_quickstart__"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md:Quickstart", "exec"), namespace)  # noqa: S102  (our own README)
+    printed = out.getvalue().splitlines()
+    assert len(printed) == len(shown), printed
+    for line, comment in zip(printed, shown, strict=True):
+        assert _shown(comment).fullmatch(line), (line, comment)
+    verified = namespace["verified"]
+    assert isinstance(verified, hmacguard.VerifiedSignature)
+    assert verified.key_id == "client-1"
+    assert "content-digest" in verified.components

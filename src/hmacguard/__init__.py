@@ -19,6 +19,7 @@ from ._errors import InvalidParameters as InvalidParameters
 from ._errors import InvalidSignature as InvalidSignature
 from ._errors import KeyLookupFailed as KeyLookupFailed
 from ._errors import MalformedDigest as MalformedDigest
+from ._errors import MalformedRequest as MalformedRequest
 from ._errors import MalformedSignature as MalformedSignature
 from ._errors import MissingSignature as MissingSignature
 from ._errors import NonceStoreUnavailable as NonceStoreUnavailable
@@ -26,8 +27,13 @@ from ._errors import NotYetValid as NotYetValid
 from ._errors import Replayed as Replayed
 from ._errors import UnknownKey as UnknownKey
 from ._errors import VerificationError as VerificationError
+from ._errors import VerificationUnavailable as VerificationUnavailable
 from ._keys import HMACKey as HMACKey
 from ._keys import Keyring as Keyring
+from ._middleware import SignatureMiddleware as SignatureMiddleware
+from ._nonce_store import MemoryNonceStore as MemoryNonceStore
+from ._nonce_store import NonceStore as NonceStore
+from ._nonce_store import nonce_key as nonce_key
 from ._signer import DEFAULT_COMPONENTS as DEFAULT_COMPONENTS
 from ._signer import Signer as Signer
 from ._verifier import DEFAULT_REQUIRED_COMPONENTS as DEFAULT_REQUIRED_COMPONENTS
@@ -51,16 +57,22 @@ __all__ = [
     "KeyLookupFailed",
     "Keyring",
     "MalformedDigest",
+    "MalformedRequest",
     "MalformedSignature",
+    "MemoryNonceStore",
     "MissingSignature",
+    "NonceStore",
     "NonceStoreUnavailable",
     "NotYetValid",
     "Replayed",
+    "SignatureMiddleware",
     "Signer",
     "UnknownKey",
     "VerificationError",
+    "VerificationUnavailable",
     "VerifiedSignature",
     "Verifier",
     "make_content_digest",
+    "nonce_key",
     "verify_content_digest",
 ]

@@ -17,8 +17,10 @@ all, and each leaf carries a stable machine-readable ``reason`` and the HTTP
     ├── DigestMismatch                        digest_mismatch          401
     ├── Replayed                              replayed                 401
     ├── BodyTooLarge                          body_too_large           413
+    ├── MalformedRequest                      malformed_request        400
     ├── KeyLookupFailed                       key_lookup_failed        503
-    └── NonceStoreUnavailable                 nonce_store_unavailable  503
+    ├── NonceStoreUnavailable                 nonce_store_unavailable  503
+    └── VerificationUnavailable               verification_unavailable 503
 
 An error carries only safe context: the signature ``label`` and the ``key_id``
 the request claimed (both attacker-controlled, so always shown with ``repr``),
@@ -38,6 +40,7 @@ __all__ = [
     "InvalidSignature",
     "KeyLookupFailed",
     "MalformedDigest",
+    "MalformedRequest",
     "MalformedSignature",
     "MissingSignature",
     "NonceStoreUnavailable",
@@ -45,6 +48,7 @@ __all__ = [
     "Replayed",
     "UnknownKey",
     "VerificationError",
+    "VerificationUnavailable",
 ]
 
 
@@ -197,4 +201,25 @@ class NonceStoreUnavailable(VerificationError):
     """The nonce store could not answer, so replay cannot be ruled out."""
 
     reason = "nonce_store_unavailable"
+    status = 503
+
+
+class MalformedRequest(VerificationError):
+    """The request itself cannot be canonicalised.
+
+    No ``Host`` or two of them (RFC 9112 §3.2), no raw path from the server,
+    an unreadable ``Content-Length``: nothing a signature could cover.
+    """
+
+    reason = "malformed_request"
+    status = 400
+
+
+class VerificationUnavailable(VerificationError):
+    """Verification itself failed unexpectedly; the request fails closed.
+
+    The cause is logged with its traceback; the client is told to retry.
+    """
+
+    reason = "verification_unavailable"
     status = 503

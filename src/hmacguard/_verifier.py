@@ -245,6 +245,57 @@ class Verifier:
         return self._keyring
 
     @property
+    def required_components(self) -> tuple[str, ...]:
+        """The components every accepted signature covers (short form)."""
+        return tuple(c.spec for c in self._required)
+
+    @property
+    def requires_digest_with_body(self) -> bool:
+        """True when a request with a body must cover ``content-digest`` (the default)."""
+        return self._digest_with_body
+
+    @property
+    def require_nonce(self) -> bool:
+        """True when signatures must carry a ``nonce``."""
+        return self._require_nonce
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` a signature must carry, or None."""
+        return self._tag
+
+    def signature_base(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        headers: HeadersLike | None,
+        *,
+        label: str | None = None,
+    ) -> bytes:
+        """Return the signature base this verifier computes for a request.
+
+        For debugging only: it shows what the server signed over, so a client
+        can compare it with its own. It never belongs in a response to an
+        untrusted client (RFC 9421 §8.3: an oracle).
+
+        Args:
+            label: the signature to rebuild; by default the first one.
+
+        Raises:
+            VerificationError: the signature fields or a covered component
+                cannot be read, so there is no base to show.
+        """
+        message = Message(method, url, headers)
+        candidates = self._candidates(message)
+        chosen = next((c for c in candidates if c.label == label), None) if label else None
+        candidate = chosen or candidates[0]
+        if candidate.error is not None:
+            raise candidate.error
+        return build_signature_base(
+            message, candidate.covered.components, candidate.signature_params, self._sf_types
+        )
+
+    @property
     def nonce_ttl(self) -> int:
         """Seconds a nonce must be remembered to cover the whole acceptance window.
 

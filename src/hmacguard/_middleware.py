@@ -1,0 +1,429 @@
+"""SignatureMiddleware: a pure ASGI middleware that verifies every request.
+
+The pipeline (DESIGN "What a request goes through on the server"):
+
+1. Exempt path, or not an HTTP/WebSocket scope: pass through untouched.
+2. Headers: rebuild the request's URL from the raw path and the ``Host``
+   header (or the configured external values) and verify the signature with
+   the core. A failure answers at once, before a byte of the body is read.
+3. Body: read it chunk by chunk, hashing as it arrives; 413 the moment it
+   passes ``max_body_size``; then compare with ``Content-Digest``.
+4. Replay: only now, with the MAC and the body proven, record (key id, nonce)
+   in the nonce store. Seen before: 401 ``replayed``. Store down: 503.
+5. Hand the app the exact bytes received, once, then pass ``receive`` through;
+   the :class:`VerifiedSignature` is in ``scope["state"]["signature"]``.
+
+This module translates between ASGI and the core and answers errors; it does
+not know how a signature base is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, TypeAlias
+
+from ._content_digest import DigestVerifier
+from ._error_response import ErrorResponder, accept_signature
+from ._errors import (
+    BodyTooLarge,
+    InsufficientCoverage,
+    MalformedRequest,
+    NonceStoreUnavailable,
+    Replayed,
+    VerificationError,
+    VerificationUnavailable,
+)
+from ._keys import Keys
+from ._message import normalise_authority
+from ._nonce_store import MemoryNonceStore, NonceStore, nonce_key
+from ._verifier import VerifiedSignature, Verifier
+
+__all__ = ["SignatureMiddleware"]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorHandler: TypeAlias = Callable[[Scope, VerificationError], Any]
+
+logger = logging.getLogger("hmacguard")
+
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
+_MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+
+
+class SignatureMiddleware:
+    """Verify the HTTP message signature of every request before the app sees it.
+
+    Args:
+        app: the ASGI application to protect.
+        keys: the keys, as for :class:`Verifier` (mapping, list of
+            ``HMACKey`` or a sync/async resolver). Give either ``keys`` or
+            ``verifier``.
+        verifier: a ready :class:`Verifier` (then no policy options here).
+        nonce_store: where accepted (key id, nonce) pairs are remembered.
+            Default: a :class:`MemoryNonceStore` (one process only).
+        require_nonce: False turns replay protection off (logged loudly).
+        exempt: paths that skip verification, e.g. ``["/health", "/static/*"]``
+            (a trailing ``*`` makes a prefix; anything else matches exactly),
+            or a callable ``scope -> bool``. Everything else is protected.
+        max_body_size: the largest body accepted, in bytes (default 1 MiB).
+        authority: the external ``host[:port]`` clients sign, when a proxy
+            changes ``Host``; never taken from ``X-Forwarded-*``.
+        scheme: the external scheme (``"https"`` behind TLS termination).
+        path_prefix: a prefix a proxy strips before the request arrives
+            (``"/api"``): clients sign ``/api/items``, the app sees ``/items``.
+        on_error: ``(scope, error) -> ASGI app`` (sync or async) to answer an
+            error yourself, e.g. with a Starlette ``Response``.
+        debug: put the precise failure and the server's signature base in
+            error responses. For development only: it is an oracle.
+        **policy: any :class:`Verifier` option (``max_age``, ``clock_skew``,
+            ``required_components``, ``tag``, ...).
+
+    Raises:
+        TypeError, ValueError: invalid configuration, at construction.
+
+    Example::
+
+        app = Starlette(routes=..., middleware=[
+            Middleware(SignatureMiddleware, keys={"client-1": secret}),
+        ])
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Keys | None = None,
+        *,
+        verifier: Verifier | None = None,
+        nonce_store: NonceStore | None = None,
+        require_nonce: bool | None = None,
+        exempt: Iterable[str] | Callable[[Scope], bool] = (),
+        max_body_size: int = 1024 * 1024,
+        authority: str | None = None,
+        scheme: str | None = None,
+        path_prefix: str = "",
+        on_error: ErrorHandler | None = None,
+        debug: bool = False,
+        **policy: Any,
+    ) -> None:
+        if not callable(app):
+            raise TypeError("app must be an ASGI application")
+        self.app = app
+        if (keys is None) == (verifier is None):
+            raise TypeError("give either keys= or verifier=")
+        if verifier is not None:
+            if not isinstance(verifier, Verifier):
+                raise TypeError("verifier must be a hmacguard.Verifier")
+            if policy or require_nonce is not None:
+                raise TypeError("policy options go to the Verifier when verifier= is given")
+            self._verifier = verifier
+        else:
+            assert keys is not None  # noqa: S101  (checked above)
+            nonce_policy = True if require_nonce is None else bool(require_nonce)
+            self._verifier = Verifier(keys, require_nonce=nonce_policy, **policy)
+        if nonce_store is not None and not isinstance(nonce_store, NonceStore):
+            raise TypeError("nonce_store must have an async add(key, ttl) -> bool method")
+        if self._verifier.require_nonce:
+            self._store: NonceStore | None = nonce_store or MemoryNonceStore()
+        else:
+            self._store = nonce_store
+            logger.warning(
+                "SignatureMiddleware: require_nonce=False: signatures without a nonce are "
+                "accepted, so a captured request can be replayed within the time window"
+            )
+        self._memory = self._store if type(self._store) is MemoryNonceStore else None
+        self._ttl = float(self._verifier.nonce_ttl)
+        self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+            raise TypeError("max_body_size must be an int")
+        if max_body_size < 0:
+            raise ValueError("max_body_size must not be negative")
+        self._max_body = max_body_size
+        if scheme is not None and scheme not in ("http", "https"):
+            raise ValueError('scheme must be "http" or "https"')
+        self._scheme = scheme
+        if authority is not None:
+            if not isinstance(authority, str) or not authority or "/" in authority:
+                raise ValueError("authority is a host[:port], e.g. 'api.example.com'")
+            authority = normalise_authority(authority, scheme or "https")
+        self._authority = authority
+        if not isinstance(path_prefix, str) or (
+            path_prefix and (not path_prefix.startswith("/") or path_prefix.endswith("/"))
+        ):
+            raise ValueError("path_prefix is '' or like '/api' (leading slash, none trailing)")
+        self._prefix = path_prefix
+        if on_error is not None and not callable(on_error):
+            raise TypeError("on_error must be callable")
+        self._on_error = on_error
+        self._debug = bool(debug)
+        if self._debug:
+            logger.warning(
+                "SignatureMiddleware: debug=True: error responses include the precise failure "
+                "and the server's signature base. Never enable this in production."
+            )
+        self._responder = ErrorResponder(
+            accept_signature(
+                self._verifier.required_components,
+                nonce=self._verifier.require_nonce,
+                tag=self._verifier.tag,
+            ),
+            debug=self._debug,
+        )
+        self._async_keys = self._verifier.keyring.is_async
+
+    @property
+    def verifier(self) -> Verifier:
+        """The verifier this middleware uses."""
+        return self._verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or self._is_exempt(scope):  # noqa: PLR1714
+            await self.app(scope, receive, send)
+            return
+        try:
+            method, url, declared = self._request(scope, kind)
+            verified = await self._verify_headers(method, url, scope["headers"], declared > 0)
+            body: bytes | None = None
+            if kind == "http":
+                if declared > self._max_body:
+                    raise BodyTooLarge(
+                        f"Content-Length {declared} is over max_body_size {self._max_body}"
+                    )
+                body = await self._read_body(scope, receive, verified)
+                if body is None:
+                    return  # the client went away: no response, no app, no nonce
+            await self._check_replay(verified)
+        except VerificationError as error:
+            await self._reject(scope, receive, send, error)
+            return
+        except Exception as exc:  # fail closed, never a 500 and never the app
+            logger.exception("hmacguard: verification failed unexpectedly")
+            await self._reject(scope, receive, send, VerificationUnavailable(type(exc).__name__))
+            return
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["signature"] = verified
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, _Replay(body, receive), send)
+
+    # -- the steps -----------------------------------------------------------
+
+    def _is_exempt(self, scope: Scope) -> bool:
+        if self._exempt_call is not None:
+            return bool(self._exempt_call(scope))
+        if not self._exact and not self._prefixes:
+            return False
+        path = scope.get("path", "")
+        return path in self._exact or path.startswith(self._prefixes)
+
+    def _request(self, scope: Scope, kind: str) -> tuple[str, str, int]:
+        """The method, the URL as the client signed it, and the declared body size.
+
+        The declared size is -1 when no ``Content-Length`` is given; a
+        ``Transfer-Encoding`` counts as a body of unknown size (1).
+        """
+        host: bytes | None = None
+        declared = -1
+        for name, value in scope["headers"]:
+            if name == b"host" or (len(name) == 4 and name.lower() == b"host"):
+                if host is not None:
+                    # RFC 9112 §3.2: a request with more than one Host is answered 400.
+                    raise MalformedRequest("the request has more than one Host header")
+                host = value
+            elif name == b"content-length" or (
+                len(name) == 14 and name.lower() == b"content-length"
+            ):
+                if not value.isdigit() or len(value) > 18:
+                    raise MalformedRequest("Content-Length is not a number")
+                declared = int(value)
+            elif name == b"transfer-encoding" or (
+                len(name) == 17 and name.lower() == b"transfer-encoding"
+            ):
+                declared = max(declared, 1)
+        if self._authority is not None:
+            authority = self._authority
+        elif host is None:
+            raise MalformedRequest("the request has no Host header")
+        elif len(host) > _MAX_HOST:
+            raise MalformedRequest("the Host header is too long")
+        else:
+            authority = host.decode("latin-1")
+        raw_path = scope.get("raw_path")
+        if not raw_path:
+            # THREATS U1: never fall back to the decoded path, which routers
+            # use but clients do not sign.
+            raise MalformedRequest("the server gave no raw path to verify")
+        scheme = self._scheme or scope.get("scheme") or "http"
+        if kind == "websocket":
+            method = "GET"
+            scheme = _WS_SCHEMES.get(scheme, scheme)
+        else:
+            method = scope["method"]
+        query = scope.get("query_string")
+        target = raw_path.decode("latin-1")
+        url = f"{scheme}://{authority}{self._prefix}{target}"
+        if query:
+            url = f"{url}?{query.decode('latin-1')}"
+        return method, url, declared
+
+    async def _verify_headers(
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]], has_body: bool
+    ) -> VerifiedSignature:
+        if self._async_keys:
+            return await self._verifier.averify_headers(method, url, headers, has_body=has_body)
+        return self._verifier.verify_headers(method, url, headers, has_body=has_body)
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive, verified: VerifiedSignature
+    ) -> bytes | None:
+        """Read the whole body, hashing it, or return None if the client left."""
+        checker = None
+        if _covers_digest(verified):
+            value = b", ".join(
+                v
+                for n, v in scope["headers"]
+                if n == b"content-digest" or n.lower() == b"content-digest"
+            )
+            checker = DigestVerifier(value.decode("latin-1"))
+        limit = self._max_body
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind != "http.request":
+                # http.disconnect: the client is gone. Nothing to answer and
+                # nothing to log as an error; the nonce stays unused.
+                logger.debug("hmacguard: client disconnected while sending the body")
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"the body passed max_body_size ({limit} bytes)")
+                chunks.append(chunk)
+                if checker is not None:
+                    checker.update(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if checker is not None:
+            try:
+                checker.verify()
+            except VerificationError as error:
+                error.label, error.key_id = verified.label, verified.key_id
+                raise
+        elif body and self._verifier.requires_digest_with_body:
+            # RFC 9421 §7.2.8: a body the signature does not cover is not protected.
+            raise InsufficientCoverage(
+                "the request has a body but the signature does not cover content-digest",
+                label=verified.label,
+                key_id=verified.key_id,
+            )
+        return body
+
+    async def _check_replay(self, verified: VerifiedSignature) -> None:
+        nonce = verified.nonce
+        store = self._store
+        if nonce is None or store is None:
+            return
+        key = nonce_key(verified.key_id, nonce)
+        try:
+            if self._memory is not None:
+                fresh = self._memory.add_sync(key, self._ttl)
+            else:
+                fresh = await store.add(key, self._ttl)
+        except NonceStoreUnavailable:
+            raise
+        except Exception as exc:
+            raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
+        if not fresh:
+            raise Replayed(
+                "this (key id, nonce) pair was already accepted",
+                label=verified.label,
+                key_id=verified.key_id,
+            )
+
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, error: VerificationError
+    ) -> None:
+        logger.warning(
+            "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r)",
+            scope.get("method", "WEBSOCKET"),
+            scope.get("path"),
+            error.reason,
+            error.detail,
+            error.label,
+            error.key_id,
+        )
+        if self._on_error is not None:
+            handler = self._on_error(scope, error)
+            if inspect.isawaitable(handler):
+                handler = await handler
+            await handler(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # Refuse the handshake before accepting it: the server answers 403.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        base = self._debug_base(scope) if self._debug else None
+        status, headers, body = self._responder.render(error, base=base)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _debug_base(self, scope: Scope) -> bytes | None:
+        try:
+            method, url, _ = self._request(scope, scope["type"])
+            return self._verifier.signature_base(method, url, scope["headers"])
+        except Exception:  # debugging aid only: no base to show
+            return None
+
+
+class _Replay:
+    """A ``receive`` that hands over the verified body once, then the real one."""
+
+    __slots__ = ("_body", "_receive")
+
+    def __init__(self, body: bytes, receive: Receive) -> None:
+        self._body: bytes | None = body
+        self._receive = receive
+
+    async def __call__(self) -> Message:
+        body = self._body
+        if body is not None:
+            self._body = None
+            return {"type": "http.request", "body": body, "more_body": False}
+        # Later calls reach the server, so the app still sees http.disconnect.
+        return await self._receive()
+
+
+def _covers_digest(verified: VerifiedSignature) -> bool:
+    return any(spec.partition(";")[0] == "content-digest" for spec in verified.components)
+
+
+def _exemptions(
+    exempt: Iterable[str] | Callable[[Scope], bool],
+) -> tuple[frozenset[str], tuple[str, ...], Callable[[Scope], bool] | None]:
+    if callable(exempt):
+        return frozenset(), (), exempt
+    if isinstance(exempt, (str, bytes)):
+        raise TypeError('exempt is a list of paths, e.g. ["/health"], not one string')
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for path in exempt:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"exempt paths start with '/': {path!r}")
+        if path.endswith("*"):
+            prefixes.append(path[:-1])
+        else:
+            exact.add(path)
+    return frozenset(exact), tuple(prefixes), None

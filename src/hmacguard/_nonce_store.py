@@ -1,0 +1,139 @@
+"""Where nonces are stored: the NonceStore protocol and the in-memory store.
+
+A nonce store remembers which (key id, nonce) pairs were accepted, for as long
+as a signature carrying them could still verify, so that a captured request
+cannot be replayed (RFC 9421 §7.2.2). The middleware calls it once per request,
+after the MAC and the body digest are proven: invalid requests never write to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ._errors import NonceStoreUnavailable
+
+__all__ = ["MemoryNonceStore", "NonceStore", "nonce_key"]
+
+logger = logging.getLogger("hmacguard")
+
+
+def nonce_key(key_id: str, nonce: str) -> str:
+    """Encode a (key id, nonce) pair as one store key, injectively.
+
+    The key id's length comes first, so ``("a:b", "c")`` and ``("a", "b:c")``
+    give different keys: one tenant cannot burn another's nonces.
+
+    >>> nonce_key("a:b", "c"), nonce_key("a", "b:c")
+    ('3:a:b:c', '1:a:b:c')
+    """
+    return f"{len(key_id)}:{key_id}:{nonce}"
+
+
+@runtime_checkable
+class NonceStore(Protocol):
+    """What the middleware needs from a nonce store.
+
+    ``add`` records ``key`` for ``ttl`` seconds and returns True, or returns
+    False when the key is already recorded and unexpired. The check and the
+    insert must be one atomic step: two concurrent calls with the same key
+    must never both return True. A store that cannot answer raises (any
+    exception); the middleware then fails closed with 503.
+    """
+
+    async def add(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; False if it was already there."""
+        ...
+
+
+class MemoryNonceStore:
+    """A bounded nonce store for one process.
+
+    Args:
+        max_entries: the most nonces held at once (default 1,000,000). When
+            full, :meth:`add` raises :class:`NonceStoreUnavailable` (503)
+            until entries expire: evicting an unexpired nonce would re-open
+            a replay.
+        clock: a monotonic clock in seconds.
+
+    ``add`` is atomic for asyncio (there is no ``await`` between the check and
+    the insert) and for threads (a lock). Expired entries are swept in
+    insertion order, so each call costs O(1) amortised: there is one queue per
+    distinct TTL (a middleware uses one or two), in which insertion order is
+    expiry order.
+
+    Every worker process has its own memory: with several workers or hosts,
+    use ``RedisNonceStore`` so a request accepted by one is a replay for all.
+    """
+
+    def __init__(
+        self, *, max_entries: int = 1_000_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+            raise TypeError("max_entries must be an int")
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max_entries = max_entries
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+        self._queues: dict[float, deque[tuple[float, str]]] = {}
+        self._lock = threading.Lock()
+        workers = os.environ.get("WEB_CONCURRENCY", "1")
+        if workers.isdigit() and int(workers) > 1:
+            logger.warning(
+                "MemoryNonceStore keeps nonces in this process only, but WEB_CONCURRENCY=%s: "
+                "a request accepted by one worker can be replayed to another; "
+                "use RedisNonceStore",
+                workers,
+            )
+
+    def __repr__(self) -> str:
+        return f"MemoryNonceStore(entries={len(self._expiry)}, max_entries={self._max_entries})"
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    async def add(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; False if it is already recorded.
+
+        Raises:
+            ValueError: ``ttl`` is not a positive number.
+            NonceStoreUnavailable: the store is full of unexpired nonces.
+        """
+        return self.add_sync(key, ttl)
+
+    def add_sync(self, key: str, ttl: float) -> bool:
+        """The same as :meth:`add`, for synchronous callers."""
+        if not ttl > 0:
+            raise ValueError("ttl must be a positive number of seconds")
+        with self._lock:
+            now = self._clock()
+            self._sweep(now)
+            expiry = self._expiry.get(key)
+            if expiry is not None and expiry > now:
+                return False
+            if expiry is None and len(self._expiry) >= self._max_entries:
+                raise NonceStoreUnavailable(
+                    f"the memory nonce store is full ({self._max_entries} unexpired nonces)"
+                )
+            until = now + ttl
+            self._expiry[key] = until
+            queue = self._queues.get(ttl)
+            if queue is None:
+                queue = self._queues[ttl] = deque()
+            queue.append((until, key))
+            return True
+
+    def _sweep(self, now: float) -> None:
+        expiry = self._expiry
+        for queue in self._queues.values():
+            while queue and queue[0][0] <= now:
+                until, key = queue.popleft()
+                # A key re-added after expiring has a newer entry further back.
+                if expiry.get(key) == until:
+                    del expiry[key]
