@@ -28,6 +28,7 @@ from hmacguard import (
     InvalidSignature,
     KeyLookupFailed,
     MalformedDigest,
+    MalformedRequest,
     MalformedSignature,
     MissingSignature,
     NonceStoreUnavailable,
@@ -36,6 +37,7 @@ from hmacguard import (
     Signer,
     UnknownKey,
     VerificationError,
+    VerificationUnavailable,
     Verifier,
 )
 
@@ -53,7 +55,9 @@ LEAVES: list[tuple[type[VerificationError], str, int]] = [
     (Replayed, "replayed", 401),
     (BodyTooLarge, "body_too_large", 413),
     (KeyLookupFailed, "key_lookup_failed", 503),
+    (MalformedRequest, "malformed_request", 400),
     (NonceStoreUnavailable, "nonce_store_unavailable", 503),
+    (VerificationUnavailable, "verification_unavailable", 503),
 ]
 
 
