@@ -19,7 +19,6 @@ not know how a signature base is built.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, TypeAlias
@@ -186,15 +185,22 @@ class SignatureMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            method, url, declared = self._request(scope, kind)
-            verified = await self._verify_headers(method, url, scope["headers"], declared > 0)
+            method, url, declared, headers, digest = self._request(scope, kind)
+            if self._async_keys:
+                verified = await self._verifier.averify_headers(
+                    method, url, headers, has_body=declared > 0
+                )
+            else:
+                verified = self._verifier.verify_headers(
+                    method, url, headers, has_body=declared > 0
+                )
             body: bytes | None = None
             if kind == "http":
                 if declared > self._max_body:
                     raise BodyTooLarge(
                         f"Content-Length {declared} is over max_body_size {self._max_body}"
                     )
-                body = await self._read_body(scope, receive, verified)
+                body = await self._read_body(receive, verified, digest)
                 if body is None:
                     return  # the client went away: no response, no app, no nonce
             await self._check_replay(verified)
@@ -224,30 +230,36 @@ class SignatureMiddleware:
         path = scope.get("path", "")
         return path in self._exact or path.startswith(self._prefixes)
 
-    def _request(self, scope: Scope, kind: str) -> tuple[str, str, int]:
-        """The method, the URL as the client signed it, and the declared body size.
+    def _request(
+        self, scope: Scope, kind: str
+    ) -> tuple[str, str, int, dict[str, str] | list[tuple[bytes, bytes]], str | None]:
+        """The method, the URL as the client signed it, the declared body size,
+        the headers for the core, and the ``Content-Digest`` value.
 
-        The declared size is -1 when no ``Content-Length`` is given; a
-        ``Transfer-Encoding`` counts as a body of unknown size (1).
+        The declared size is -1 without ``Content-Length``; ``Transfer-Encoding``
+        counts as a body of unknown size (1). The headers are a dict of decoded
+        lowercase names when every name is lowercase and none repeats (the usual
+        case, and the verifier's fast path), else the server's list as is.
         """
-        host: bytes | None = None
-        declared = -1
-        for name, value in scope["headers"]:
-            if name == b"host" or (len(name) == 4 and name.lower() == b"host"):
-                if host is not None:
-                    # RFC 9112 §3.2: a request with more than one Host is answered 400.
-                    raise MalformedRequest("the request has more than one Host header")
-                host = value
-            elif name == b"content-length" or (
-                len(name) == 14 and name.lower() == b"content-length"
-            ):
-                if not value.isdigit() or len(value) > 18:
-                    raise MalformedRequest("Content-Length is not a number")
-                declared = int(value)
-            elif name == b"transfer-encoding" or (
-                len(name) == 17 and name.lower() == b"transfer-encoding"
-            ):
-                declared = max(declared, 1)
+        raw = scope["headers"]
+        try:
+            single = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+        except (AttributeError, TypeError, ValueError):
+            raise MalformedRequest("the server gave headers that are not byte pairs") from None
+        headers: dict[str, str] | list[tuple[bytes, bytes]]
+        if len(single) == len(raw) and all(map(str.islower, single)):
+            headers = single
+            host = single.get("host")
+            length = single.get("content-length")
+            declared = 1 if "transfer-encoding" in single else -1
+            digest = single.get("content-digest")
+        else:
+            headers = raw
+            host, length, declared, digest = _scan_headers(raw)
+        if length is not None:
+            if not length.isdigit() or len(length) > 18:
+                raise MalformedRequest("Content-Length is not a number")
+            declared = max(declared, int(length))
         if self._authority is not None:
             authority = self._authority
         elif host is None:
@@ -255,7 +267,7 @@ class SignatureMiddleware:
         elif len(host) > _MAX_HOST:
             raise MalformedRequest("the Host header is too long")
         else:
-            authority = host.decode("latin-1")
+            authority = host
         raw_path = scope.get("raw_path")
         if not raw_path:
             # THREATS U1: never fall back to the decoded path, which routers
@@ -268,31 +280,20 @@ class SignatureMiddleware:
         else:
             method = scope["method"]
         query = scope.get("query_string")
-        target = raw_path.decode("latin-1")
-        url = f"{scheme}://{authority}{self._prefix}{target}"
+        url = f"{scheme}://{authority}{self._prefix}{raw_path.decode('latin-1')}"
         if query:
             url = f"{url}?{query.decode('latin-1')}"
-        return method, url, declared
-
-    async def _verify_headers(
-        self, method: str, url: str, headers: list[tuple[bytes, bytes]], has_body: bool
-    ) -> VerifiedSignature:
-        if self._async_keys:
-            return await self._verifier.averify_headers(method, url, headers, has_body=has_body)
-        return self._verifier.verify_headers(method, url, headers, has_body=has_body)
+        return method, url, declared, headers, digest
 
     async def _read_body(
-        self, scope: Scope, receive: Receive, verified: VerifiedSignature
+        self, receive: Receive, verified: VerifiedSignature, digest: str | None
     ) -> bytes | None:
         """Read the whole body, hashing it, or return None if the client left."""
         checker = None
-        if _covers_digest(verified):
-            value = b", ".join(
-                v
-                for n, v in scope["headers"]
-                if n == b"content-digest" or n.lower() == b"content-digest"
-            )
-            checker = DigestVerifier(value.decode("latin-1"))
+        if _covers_digest(verified.components):
+            if digest is None:  # pragma: no cover  (the signature base needed it)
+                raise InsufficientCoverage("content-digest is covered but absent")
+            checker = DigestVerifier(digest)
         limit = self._max_body
         chunks: list[bytes] = []
         size = 0
@@ -366,7 +367,7 @@ class SignatureMiddleware:
         )
         if self._on_error is not None:
             handler = self._on_error(scope, error)
-            if inspect.isawaitable(handler):
+            if isinstance(handler, Awaitable):
                 handler = await handler
             await handler(scope, receive, send)
             return
@@ -382,8 +383,8 @@ class SignatureMiddleware:
 
     def _debug_base(self, scope: Scope) -> bytes | None:
         try:
-            method, url, _ = self._request(scope, scope["type"])
-            return self._verifier.signature_base(method, url, scope["headers"])
+            method, url, _, headers, _ = self._request(scope, scope["type"])
+            return self._verifier.signature_base(method, url, headers)
         except Exception:  # debugging aid only: no base to show
             return None
 
@@ -406,8 +407,45 @@ class _Replay:
         return await self._receive()
 
 
-def _covers_digest(verified: VerifiedSignature) -> bool:
-    return any(spec.partition(";")[0] == "content-digest" for spec in verified.components)
+_DIGEST_COVERAGE: dict[tuple[str, ...], bool] = {}
+
+
+def _covers_digest(components: tuple[str, ...]) -> bool:
+    """Whether a signature covering ``components`` binds ``Content-Digest``."""
+    found = _DIGEST_COVERAGE.get(components)
+    if found is None:
+        found = any(spec.partition(";")[0] == "content-digest" for spec in components)
+        if len(_DIGEST_COVERAGE) > 256:  # bounded: component lists come from requests
+            _DIGEST_COVERAGE.clear()
+        _DIGEST_COVERAGE[components] = found
+    return found
+
+
+def _scan_headers(
+    raw: list[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None, int, str | None]:
+    """Host, Content-Length, declared size and Content-Digest from a header list
+    with repeated or mixed-case names (the rare case)."""
+    host: str | None = None
+    length: str | None = None
+    declared = -1
+    digests: list[str] = []
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered == b"host":
+            if host is not None:
+                # RFC 9112 §3.2: a request with more than one Host is answered 400.
+                raise MalformedRequest("the request has more than one Host header")
+            host = value.decode("latin-1")
+        elif lowered == b"content-length":
+            if length is not None and length != value.decode("latin-1"):
+                raise MalformedRequest("the request has conflicting Content-Length headers")
+            length = value.decode("latin-1")
+        elif lowered == b"transfer-encoding":
+            declared = 1
+        elif lowered == b"content-digest":
+            digests.append(value.decode("latin-1"))
+    return host, length, declared, ", ".join(digests) if digests else None
 
 
 def _exemptions(
