@@ -127,7 +127,10 @@ class SignatureMiddleware:
         if nonce_store is not None and not isinstance(nonce_store, NonceStore):
             raise TypeError("nonce_store must have an async add(key, ttl) -> bool method")
         if self._verifier.require_nonce:
-            self._store: NonceStore | None = nonce_store or MemoryNonceStore()
+            # "is None", not "or": an empty store is falsy (it has __len__).
+            self._store: NonceStore | None = (
+                MemoryNonceStore() if nonce_store is None else nonce_store
+            )
         else:
             self._store = nonce_store
             logger.warning(
@@ -194,11 +197,13 @@ class SignatureMiddleware:
                 verified = self._verifier.verify_headers(
                     method, url, headers, has_body=declared > 0
                 )
+            _check_method_override(headers, verified)
             body: bytes | None = None
             if kind == "http":
                 if declared > self._max_body:
                     raise BodyTooLarge(
-                        f"Content-Length {declared} is over max_body_size {self._max_body}"
+                        f"the announced body ({declared} bytes) is over max_body_size "
+                        f"({self._max_body})"
                     )
                 body = await self._read_body(receive, verified, digest)
                 if body is None:
@@ -365,7 +370,7 @@ class SignatureMiddleware:
             error.label,
             error.key_id,
         )
-        if self._on_error is not None:
+        if self._on_error is not None and scope["type"] == "http":
             handler = self._on_error(scope, error)
             if isinstance(handler, Awaitable):
                 handler = await handler
@@ -419,6 +424,29 @@ def _covers_digest(components: tuple[str, ...]) -> bool:
             _DIGEST_COVERAGE.clear()
         _DIGEST_COVERAGE[components] = found
     return found
+
+
+# Headers that frameworks honour to change the method the app acts on
+# (THREATS U6): unsigned, they would let a signed POST act as a DELETE.
+_METHOD_OVERRIDES = ("x-http-method-override", "x-method-override", "x-http-method")
+
+
+def _check_method_override(
+    headers: dict[str, str] | list[tuple[bytes, bytes]], verified: VerifiedSignature
+) -> None:
+    """Refuse a method-override header that the signature does not cover."""
+    if isinstance(headers, dict):
+        present = [name for name in _METHOD_OVERRIDES if name in headers]
+    else:
+        names = {name.lower().decode("latin-1") for name, _ in headers}
+        present = [name for name in _METHOD_OVERRIDES if name in names]
+    for name in present:
+        if name not in verified.components:
+            raise InsufficientCoverage(
+                f"the request carries {name}, which the signature does not cover",
+                label=verified.label,
+                key_id=verified.key_id,
+            )
 
 
 def _scan_headers(

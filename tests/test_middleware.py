@@ -1,0 +1,1133 @@
+"""SignatureMiddleware in process: raw ASGI calls, and httpx.ASGITransport against the echo app.
+
+What a request goes through (MIDDLEWARE.md, DESIGN "What a request goes through on the
+server"): non-HTTP scopes and exempt paths pass; the header phase answers before the
+body is read; the body is read, bounded and hashed; the nonce is recorded only after
+the MAC and the digest are proven; the app gets the exact body once and then the
+server's ``receive``. The threat catalogue's named cases are in
+``tests/test_threats_server.py``; the wire-level ones in ``tests/test_uvicorn.py``.
+Helpers (echo app, signing, raw driver) are in ``tests/asgi_helpers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+import pytest
+from starlette.responses import JSONResponse
+
+import hmacguard
+from asgi_helpers import (
+    HOST,
+    KEY,
+    KEYS,
+    NOW,
+    SECRET,
+    FakeClock,
+    asgi_client,
+    body_messages,
+    drive,
+    http_scope,
+    problem,
+    protect,
+    sign,
+    signed_scope,
+    websocket_scope,
+)
+from hmacguard import (
+    HMACKey,
+    MemoryNonceStore,
+    SignatureMiddleware,
+    VerificationError,
+    VerifiedSignature,
+    Verifier,
+)
+
+BODY = b'{"item": "widget", "qty": 3}'
+JSON = {"content-type": "application/json"}
+
+
+class Recorder:
+    """An ASGI app that records its scope and every message it receives, then answers 200.
+
+    For HTTP it reads until the body ends and then calls ``receive()`` once more (a
+    server answers that with ``http.disconnect``), so a test sees what the app sees.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.scope: dict[str, Any] | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.receive: Any = None
+        self.send: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        self.scope, self.receive, self.send = scope, receive, send
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            self.messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        self.messages.append(await receive())
+        body = b"".join(m.get("body", b"") for m in self.messages)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {"type": "http.response.body", "body": hashlib.sha256(body).hexdigest().encode()}
+        )
+
+
+def guard(app: Any, **options: Any) -> SignatureMiddleware:
+    """``app`` behind a middleware on the fixed clock, with a memory store on that clock."""
+    clock = options.pop("clock", None) or FakeClock()
+    options.setdefault("keys", KEYS)
+    options.setdefault("nonce_store", MemoryNonceStore(clock=clock))
+    return SignatureMiddleware(app, clock=clock, **options)
+
+
+def sha(body: bytes) -> str:
+    """The hex SHA-256 of ``body``, as the echo app reports it."""
+    return hashlib.sha256(body).hexdigest()
+
+
+# -- pass-through ------------------------------------------------------------------
+
+
+async def test_lifespan_passes_through_untouched() -> None:
+    """A lifespan scope reaches the app with the very same scope, receive and send."""
+    recorder = Recorder()
+    middleware = guard(recorder)
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await middleware(scope, receive, send)
+    assert recorder.calls == 1
+    assert recorder.scope is scope
+    assert recorder.receive is receive
+    assert recorder.send is send
+
+
+async def test_unknown_scope_type_passes_through() -> None:
+    """A scope type the middleware does not know is not its business: it passes untouched."""
+    recorder = Recorder()
+    scope = {"type": "custom.thing"}
+    await drive(guard(recorder), scope)
+    assert recorder.calls == 1
+    assert recorder.scope is scope
+
+
+# -- the body: chunking, one message, disconnects -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "empty_chunks"),
+    [(None, False), (1, False), (1, True), (7, False), (7, True), (None, True), (4096, False)],
+    ids=["one-message", "1-byte", "1-byte+empty", "7-byte", "7-byte+empty", "empty", "big"],
+)
+@pytest.mark.parametrize("content_length", [True, False], ids=["content-length", "chunked"])
+async def test_chunking_gives_the_same_digest(
+    chunk_size: int | None, empty_chunks: bool, content_length: bool
+) -> None:
+    """The same body in one message, 1-byte chunks or with empty chunks verifies alike (B3)."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    framing = (
+        ("content-length", str(len(BODY))) if content_length else ("transfer-encoding", "chunked")
+    )
+    scope = http_scope("POST", "/t", [*headers.items(), framing])
+    exchange = await drive(
+        protected.middleware, scope, body_messages(BODY, chunk_size, empty_chunks=empty_chunks)
+    )
+    assert exchange.status_code == 200
+    assert exchange.json()["sha256"] == sha(BODY)
+    assert protected.echo.count == 1
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 5])
+async def test_app_sees_one_request_message_then_disconnect(chunk_size: int | None) -> None:
+    """The app gets the whole body as one http.request, then the server's http.disconnect."""
+    recorder = Recorder()
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    exchange = await drive(guard(recorder), scope, body_messages(BODY, chunk_size))
+    assert exchange.status_code == 200
+    assert recorder.messages == [
+        {"type": "http.request", "body": BODY, "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
+async def test_app_sees_server_messages_after_the_body() -> None:
+    """After the replayed body every receive() reaches the server, in order."""
+    recorder = Recorder()
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    later = {"type": "http.request", "body": b"", "more_body": False, "marker": 1}
+    exchange = await drive(guard(recorder), scope, [*messages, later])
+    assert exchange.status_code == 200
+    assert recorder.messages[1] == later
+
+
+async def test_get_without_body_reads_the_empty_request_message() -> None:
+    """A GET's empty http.request is read and handed on, then the server's disconnect."""
+    recorder = Recorder()
+    scope, messages = signed_scope("GET", "/t")
+    exchange = await drive(guard(recorder), scope, messages)
+    assert exchange.status_code == 200
+    assert recorder.messages == [
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
+@pytest.mark.parametrize("chunks_before", [0, 1, 3])
+async def test_disconnect_mid_body_sends_nothing_and_keeps_the_nonce(
+    chunks_before: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client leaving mid-body gets no response, the app no call, the nonce stays unused (B7)."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    protected = protect()
+    scope, _ = signed_scope("POST", "/t", BODY, JSON, nonce="mid-body")
+    partial = body_messages(BODY, 4)[:chunks_before]
+    tasks_before = len(asyncio.all_tasks())
+    exchange = await drive(protected.middleware, scope, [*partial, {"type": "http.disconnect"}])
+    assert exchange.sent == []
+    assert exchange.receive_calls == chunks_before + 1
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(
+        r.levelno == logging.DEBUG and "disconnected" in r.getMessage() for r in caplog.records
+    )
+    scope, messages = signed_scope("POST", "/t", BODY, JSON, nonce="mid-body")
+    resend = await drive(protected.middleware, scope, messages)
+    assert resend.status_code == 200
+    assert protected.echo.count == 1
+
+
+# -- header phase and size limits ------------------------------------------------------
+
+
+def _unsigned(headers: dict[str, str]) -> dict[str, str]:
+    return JSON
+
+
+def _bad_mac(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "Signature": "sig1=:" + "A" * 43 + "=:"}
+
+
+def _unknown_key(headers: dict[str, str]) -> dict[str, str]:
+    return sign("POST", "/t", JSON, BODY, key=HMACKey("nobody", SECRET))
+
+
+def _expired(headers: dict[str, str]) -> dict[str, str]:
+    return sign("POST", "/t", JSON, BODY, now=NOW - 301)
+
+
+def _future(headers: dict[str, str]) -> dict[str, str]:
+    return sign("POST", "/t", JSON, BODY, now=NOW + 31)
+
+
+def _no_digest(headers: dict[str, str]) -> dict[str, str]:
+    return sign("POST", "/t", JSON, BODY, components=["@method", "@authority", "@path", "@query"])
+
+
+def _no_nonce(headers: dict[str, str]) -> dict[str, str]:
+    return sign("POST", "/t", JSON, BODY, nonce=False)
+
+
+def _malformed(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "Signature-Input": "sig1=("}
+
+
+HEADER_FAILURES = [
+    (_unsigned, 401, "missing_signature"),
+    (_bad_mac, 401, "invalid_signature"),
+    (_unknown_key, 401, "invalid_signature"),
+    (_expired, 401, "expired"),
+    (_future, 401, "not_yet_valid"),
+    (_no_digest, 401, "insufficient_coverage"),
+    (_no_nonce, 401, "invalid_parameters"),
+    (_malformed, 400, "malformed_signature"),
+]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "status", "reason"), HEADER_FAILURES, ids=[f[2] for f in HEADER_FAILURES]
+)
+async def test_header_phase_failure_reads_no_body(tamper: Any, status: int, reason: str) -> None:
+    """Anything wrong in the headers is answered before receive() is called even once (B9)."""
+    protected = protect()
+    headers = tamper(sign("POST", "/t", JSON, BODY))
+    scope = http_scope("POST", "/t", [*headers.items(), ("content-length", "104857600")])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert exchange.receive_calls == 0
+    assert exchange.status_code == status
+    assert problem(exchange)["reason"] == reason
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize("declared", [1024 * 1024 + 1, 10_000_000_000, 10**18 - 1])
+async def test_content_length_over_limit_is_413_without_reading(declared: int) -> None:
+    """A Content-Length above max_body_size answers 413 before receive() is called."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    scope = http_scope("POST", "/t", [*headers.items(), ("content-length", str(declared))])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert exchange.receive_calls == 0
+    assert exchange.status_code == 413
+    assert problem(exchange)["reason"] == "body_too_large"
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "0x10", "1" * 19, " 5"])
+async def test_bad_content_length_is_400(value: str) -> None:
+    """A Content-Length that is not a plain decimal is a malformed request, read no further."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    scope = http_scope("POST", "/t", [*headers.items(), ("content-length", value)])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert exchange.receive_calls == 0
+    assert exchange.status_code == 400
+    assert problem(exchange)["reason"] == "malformed_request"
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize(("limit", "chunk"), [(1000, 100), (1000, 333), (1000, 1), (10, 3)])
+async def test_streamed_body_crossing_the_limit_is_413(limit: int, chunk: int) -> None:
+    """A chunked body is cut off with 413 once past the limit, after at most limit+chunk bytes."""
+    protected = protect(max_body_size=limit)
+    body = b"x" * (limit * 5 + 50)
+    headers = sign("POST", "/t", {}, body)
+    scope = http_scope("POST", "/t", [*headers.items(), ("transfer-encoding", "chunked")])
+    exchange = await drive(protected.middleware, scope, body_messages(body, chunk))
+    read = sum(len(m.get("body", b"")) for m in exchange.received)
+    assert exchange.status_code == 413
+    assert problem(exchange)["reason"] == "body_too_large"
+    assert limit < read <= limit + chunk
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000])
+async def test_body_at_the_limit_is_accepted(size: int) -> None:
+    """A body of exactly max_body_size bytes passes."""
+    protected = protect(max_body_size=size)
+    body = b"y" * size
+    scope, _ = signed_scope("POST", "/t", body)
+    exchange = await drive(protected.middleware, scope, body_messages(body, 7))
+    assert exchange.status_code == 200
+    assert exchange.json()["sha256"] == sha(body)
+
+
+# -- what the app sees -------------------------------------------------------------------
+
+
+async def test_scope_state_carries_the_verified_signature() -> None:
+    """scope["state"]["signature"] is the VerifiedSignature (request.state.signature)."""
+    recorder = Recorder()
+    scope, messages = signed_scope("POST", "/t", BODY, JSON, nonce="n-1")
+    await drive(guard(recorder), scope, messages)
+    assert recorder.scope is not None
+    verified = recorder.scope["state"]["signature"]
+    assert isinstance(verified, VerifiedSignature)
+    assert (verified.key_id, verified.label, verified.nonce, verified.created) == (
+        "client-1",
+        "sig1",
+        "n-1",
+        NOW,
+    )
+    assert verified.covers("content-digest")
+
+
+async def test_scope_without_state_gets_one() -> None:
+    """A server that gives no scope["state"] still gets the signature in a new state dict."""
+    recorder = Recorder()
+    scope, messages = signed_scope("GET", "/t")
+    del scope["state"]
+    exchange = await drive(guard(recorder), scope, messages)
+    assert exchange.status_code == 200
+    assert recorder.scope is not None
+    assert recorder.scope["state"]["signature"].key_id == "client-1"
+
+
+async def test_echo_app_reads_request_state_signature() -> None:
+    """Through httpx, the Starlette handler sees request.state.signature's key id."""
+    protected = protect()
+    async with protected.client() as client:
+        response = await client.post(
+            "/t",
+            content=BODY,
+            headers=sign("POST", "/t", JSON, BODY, key=hmacguard.HMACKey("client-2", b"q" * 32)),
+        )
+    assert response.status_code == 200
+    assert response.json()["key_id"] == "client-2"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", BODY),
+        ("application/octet-stream", bytes(range(256))),
+        ("text/plain", b""),
+    ],
+)
+async def test_body_read_every_way_agrees(content_type: str, body: bytes) -> None:
+    """body() twice, stream() and json() downstream all see the bytes sent, with no hang (B6)."""
+    protected = protect()
+    headers = sign("POST", "/b6", {"content-type": content_type}, body)
+    async with protected.client() as client:
+        response = await asyncio.wait_for(client.post("/b6", content=body, headers=headers), 1.0)
+    assert response.status_code == 200
+    echoed = response.json()
+    assert echoed["sha256"] == sha(body)
+    assert all(echoed["checks"].values())
+    assert ("json" in echoed["checks"]) == (content_type == "application/json")
+
+
+async def test_form_read_agrees() -> None:
+    """request.form() downstream parses the same verified bytes (B6; needs python-multipart)."""
+    pytest.importorskip("python_multipart", reason="Starlette's form() needs python-multipart")
+    protected = protect()
+    body = b"a=1&b=two&a=3"
+    headers = sign("POST", "/b6", {"content-type": "application/x-www-form-urlencoded"}, body)
+    async with protected.client() as client:
+        response = await asyncio.wait_for(client.post("/b6", content=body, headers=headers), 1.0)
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"body_twice": True, "stream": True, "form": True}
+
+
+async def test_app_exceptions_are_not_swallowed() -> None:
+    """An exception the app raises after verification propagates; it is never turned into 503."""
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("app bug")
+
+    scope, messages = signed_scope("GET", "/t")
+    with pytest.raises(RuntimeError, match="app bug"):
+        await drive(guard(broken), scope, messages)
+
+
+# -- websockets ------------------------------------------------------------------------
+
+
+async def test_websocket_signed_handshake_is_accepted() -> None:
+    """A signed handshake (verified as a GET with no body) reaches the Starlette websocket route."""
+    protected = protect()
+    scope = websocket_scope("/ws", sign("GET", "/ws"))
+    exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
+    assert [m["type"] for m in exchange.sent] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
+    echoed = json.loads(exchange.sent[1]["text"])
+    assert (echoed["key_id"], echoed["n"], echoed["method"]) == ("client-1", 1, "WEBSOCKET")
+
+
+async def test_websocket_unsigned_handshake_is_closed_1008() -> None:
+    """An unsigned handshake is closed with 1008 and the app never sees the scope."""
+    protected = protect()
+    exchange = await drive(
+        protected.middleware, websocket_scope("/ws"), [{"type": "websocket.connect"}]
+    )
+    assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_websocket_rejected_before_accept(scheme: str) -> None:
+    """A bad handshake: the middleware reads websocket.connect and sends only close 1008."""
+    protected = protect()
+    scope = websocket_scope(
+        "/ws", sign("GET", f"{scheme.replace('ws', 'http')}://{HOST}/ws?x=1"), scheme=scheme
+    )
+    exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
+    assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
+    assert exchange.receive_calls == 1
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize(("scheme", "signed"), [("ws", "http"), ("wss", "https")])
+async def test_websocket_scheme_maps_to_http(scheme: str, signed: str) -> None:
+    """A ws/wss handshake verifies against the http/https URL the client signed."""
+    protected = protect()
+    scope = websocket_scope("/ws", sign("GET", f"{signed}://{HOST}/ws"), scheme=scheme)
+    exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
+    assert exchange.sent[0]["type"] == "websocket.accept"
+    assert protected.echo.count == 1
+
+
+# -- exemptions ----------------------------------------------------------------------
+
+
+EXEMPT_CASES = [
+    (["/t"], "/t", True),
+    (["/t"], "/t/", False),
+    (["/t"], "/t/x", False),
+    (["/t"], "/T", False),
+    (["/t"], "/tx", False),
+    (["/t/*"], "/t/x", True),
+    (["/t/*"], "/t/", True),
+    (["/t/*"], "/t", False),
+    (["/t/*"], "/tx", False),
+    (["/sub/*"], "/sub/x", True),
+    (["/ro", "/t"], "/t", True),
+    ([], "/t", False),
+]
+
+
+@pytest.mark.parametrize(("exempt", "path", "passes"), EXEMPT_CASES)
+async def test_exempt_paths(exempt: list[str], path: str, passes: bool) -> None:
+    """Exempt paths match exactly, or by prefix with a trailing '*'; everything else is verified."""
+    protected = protect(exempt=exempt)
+    async with protected.client() as client:
+        response = await client.get(path)
+    if passes:
+        assert response.status_code in (200, 404)
+        assert protected.echo.calls == 1
+    else:
+        assert response.status_code == 401
+        assert protected.echo.untouched()
+
+
+async def test_exempt_prefix_star_lets_unrouted_path_through() -> None:
+    """A prefix exemption passes every path under it, routed or not (the router then answers)."""
+    protected = protect(exempt=["/t*"])
+    async with protected.client() as client:
+        response = await client.get("/tx")
+    assert response.status_code == 404
+    assert protected.echo.calls == 1
+
+
+async def test_exempt_callable() -> None:
+    """A callable exemption decides per scope; its False verifies as usual."""
+    seen: list[str] = []
+
+    def exempt(scope: Any) -> bool:
+        seen.append(scope["type"])
+        return bool(scope["path"] == "/ro")
+
+    protected = protect(exempt=exempt)
+    async with protected.client() as client:
+        assert (await client.get("/ro")).status_code == 200
+        assert (await client.get("/t")).status_code == 401
+    assert seen == ["http", "http"]
+    assert protected.echo.count == 1
+
+
+async def test_exempt_websocket_path() -> None:
+    """An exempt websocket path is accepted unsigned."""
+    protected = protect(exempt=["/ws"])
+    exchange = await drive(
+        protected.middleware, websocket_scope("/ws"), [{"type": "websocket.connect"}]
+    )
+    assert exchange.sent[0]["type"] == "websocket.accept"
+
+
+# -- hand-built scopes -------------------------------------------------------------------
+
+
+async def test_mixed_case_header_names_verify() -> None:
+    """Header names in any case (ASGI says 'should' be lowercase, not 'must') verify the same."""
+    protected = protect()
+    headers = sign("POST", "/t", {"Content-Type": "application/json"}, BODY)
+    pairs = [
+        (name.upper() if i % 2 else name.title(), value)
+        for i, (name, value) in enumerate(headers.items())
+    ]
+    pairs.append(("Content-Length", str(len(BODY))))
+    scope = http_scope("POST", "/t", [("HoSt", HOST), *pairs], host=None, keep_case=True)
+    exchange = await drive(protected.middleware, scope, body_messages(BODY, 3))
+    assert exchange.status_code == 200
+    assert exchange.json()["sha256"] == sha(BODY)
+
+
+async def test_mixed_case_content_length_over_limit() -> None:
+    """A 'Content-Length' header in mixed case still triggers the 413 without reading."""
+    protected = protect()
+    headers = sign("POST", "/t", {}, BODY)
+    scope = http_scope(
+        "POST", "/t", [*headers.items(), ("Content-Length", "99999999")], keep_case=True
+    )
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert (exchange.status_code, exchange.receive_calls) == (413, 0)
+
+
+async def test_mixed_case_content_digest_is_checked() -> None:
+    """A 'CONTENT-DIGEST' header in upper case is the one compared with the body."""
+    protected = protect()
+    headers = sign("POST", "/t", {}, BODY)
+    pairs = [(name.upper(), value) for name, value in headers.items()]
+    tampered = BODY.replace(b"3", b"4")
+    scope = http_scope("POST", "/t", [*pairs, ("CONTENT-LENGTH", str(len(BODY)))], keep_case=True)
+    exchange = await drive(protected.middleware, scope, body_messages(tampered))
+    assert exchange.status_code == 401
+    assert problem(exchange)["reason"] == "digest_mismatch"
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize("raw_path", [None, b""], ids=["absent", "empty"])
+async def test_no_raw_path_is_400(raw_path: bytes | None) -> None:
+    """Without scope["raw_path"] the middleware fails closed (400), never using the decoded path."""
+    protected = protect()
+    headers = sign("GET", "/t")
+    scope = http_scope("GET", "/t", headers, raw_path=raw_path)
+    exchange = await drive(protected.middleware, scope)
+    assert exchange.status_code == 400
+    assert problem(exchange)["reason"] == "malformed_request"
+    assert exchange.receive_calls == 0
+    assert protected.echo.untouched()
+
+
+async def test_conflicting_content_lengths_are_400() -> None:
+    """Two different Content-Length values are a malformed request, answered without reading."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    pairs = [*headers.items(), ("content-length", str(len(BODY))), ("content-length", "5")]
+    exchange = await drive(
+        protected.middleware, http_scope("POST", "/t", pairs), body_messages(BODY)
+    )
+    assert (exchange.status_code, exchange.receive_calls) == (400, 0)
+    assert problem(exchange)["reason"] == "malformed_request"
+    assert protected.echo.untouched()
+
+
+async def test_repeated_equal_content_length_is_accepted() -> None:
+    """The same Content-Length twice is one length (RFC 9110 §8.6 allows the repetition)."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    pairs = [
+        *headers.items(),
+        ("content-length", str(len(BODY))),
+        ("content-length", str(len(BODY))),
+    ]
+    exchange = await drive(
+        protected.middleware, http_scope("POST", "/t", pairs), body_messages(BODY)
+    )
+    assert exchange.status_code == 200
+
+
+async def test_headers_that_are_not_byte_pairs_are_400() -> None:
+    """A scope whose headers are str pairs (a broken server) fails closed with 400."""
+    protected = protect()
+    scope = http_scope("GET", "/t", sign("GET", "/t"))
+    scope["headers"] = [(n.decode(), v.decode()) for n, v in scope["headers"]]
+    exchange = await drive(protected.middleware, scope, body_messages(b""))
+    assert exchange.status_code == 400
+    assert problem(exchange)["reason"] == "malformed_request"
+    assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize("second", [b"host", b"Host", b"HOST"])
+async def test_two_host_headers_are_400(second: bytes) -> None:
+    """Two Host headers (any case) are a malformed request (RFC 9112 §3.2), even when equal."""
+    protected = protect()
+    scope = http_scope("GET", "/t", sign("GET", "/t"))
+    scope["headers"].append((second, HOST.encode()))
+    exchange = await drive(protected.middleware, scope)
+    assert exchange.status_code == 400
+    assert problem(exchange)["reason"] == "malformed_request"
+    assert protected.echo.untouched()
+
+
+async def test_no_host_header_is_400() -> None:
+    """A request without Host (and no configured authority) cannot be verified: 400."""
+    protected = protect()
+    exchange = await drive(
+        protected.middleware, http_scope("GET", "/t", sign("GET", "/t"), host=None)
+    )
+    assert exchange.status_code == 400
+    assert problem(exchange)["reason"] == "malformed_request"
+
+
+async def test_no_host_header_with_configured_authority() -> None:
+    """With a configured authority the Host header is not needed."""
+    protected = protect(authority=HOST)
+    scope, messages = signed_scope("GET", "/t", scope_options={"host": None})
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 200
+
+
+# -- configuration -------------------------------------------------------------------
+
+
+def _noop_app(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+class NoAdd:
+    """An object that is not a nonce store."""
+
+
+CONFIG_ERRORS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"app": None}, TypeError, "ASGI"),
+    ({"keys": None}, TypeError, "keys= or verifier="),
+    ({"verifier": Verifier(KEYS)}, TypeError, "keys= or verifier="),
+    ({"keys": None, "verifier": object()}, TypeError, "Verifier"),
+    ({"keys": None, "verifier": Verifier(KEYS), "max_age": 60}, TypeError, "policy"),
+    ({"keys": None, "verifier": Verifier(KEYS), "require_nonce": False}, TypeError, "policy"),
+    ({"keys": {}}, ValueError, "empty"),
+    ({"keys": "secret"}, TypeError, "keys"),
+    ({"max_age": 10_000}, ValueError, "max_age"),
+    ({"clock_skew": -1}, ValueError, "clock_skew"),
+    ({"no_such_option": 1}, TypeError, "no_such_option"),
+    ({"nonce_store": NoAdd()}, TypeError, "nonce_store"),
+    ({"exempt": "/health"}, TypeError, "exempt"),
+    ({"exempt": ["health"]}, ValueError, "exempt"),
+    ({"exempt": [b"/health"]}, ValueError, "exempt"),
+    ({"max_body_size": True}, TypeError, "max_body_size"),
+    ({"max_body_size": 1.5}, TypeError, "max_body_size"),
+    ({"max_body_size": "1"}, TypeError, "max_body_size"),
+    ({"max_body_size": -1}, ValueError, "max_body_size"),
+    ({"scheme": "ftp"}, ValueError, "scheme"),
+    ({"scheme": "HTTPS"}, ValueError, "scheme"),
+    ({"authority": ""}, ValueError, "authority"),
+    ({"authority": "api.example/v1"}, ValueError, "authority"),
+    ({"authority": 443}, ValueError, "authority"),
+    ({"path_prefix": "api"}, ValueError, "path_prefix"),
+    ({"path_prefix": "/api/"}, ValueError, "path_prefix"),
+    ({"path_prefix": "/"}, ValueError, "path_prefix"),
+    ({"path_prefix": 5}, ValueError, "path_prefix"),
+    ({"on_error": "not callable"}, TypeError, "on_error"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "match"), CONFIG_ERRORS)
+def test_bad_configuration_raises_at_construction(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Each invalid option is a TypeError or ValueError from __init__, not a request-time error."""
+    arguments: dict[str, Any] = {"app": _noop_app, "keys": KEYS, **options}
+    if arguments["keys"] is None:
+        del arguments["keys"]
+    app = arguments.pop("app")
+    with pytest.raises(error, match=match):
+        SignatureMiddleware(app, **arguments)
+
+
+def test_ready_verifier_is_used() -> None:
+    """verifier= is used as given, with its policy."""
+    verifier = Verifier(KEYS, max_age=60)
+    middleware = SignatureMiddleware(_noop_app, verifier=verifier)
+    assert middleware.verifier is verifier
+
+
+async def test_default_store_refuses_replays() -> None:
+    """With require_nonce (the default) and no store given, a memory store refuses replays."""
+    middleware = SignatureMiddleware(Recorder(), keys=KEYS, clock=FakeClock())
+    assert middleware.verifier.require_nonce is True
+    scope, messages = signed_scope("GET", "/t")
+    assert (await drive(middleware, scope, messages)).status_code == 200
+    replay = await drive(middleware, scope, messages)
+    assert replay.status_code == 401
+    assert problem(replay)["reason"] == "replayed"
+
+
+async def test_given_memory_store_is_used_even_when_empty() -> None:
+    """An empty MemoryNonceStore passed as nonce_store (len 0, so falsy) is the store used."""
+    clock = FakeClock()
+    store = MemoryNonceStore(max_entries=1, clock=clock)
+    middleware = SignatureMiddleware(Recorder(), keys=KEYS, nonce_store=store, clock=clock)
+    scope, messages = signed_scope("GET", "/t", nonce="first")
+    assert (await drive(middleware, scope, messages)).status_code == 200
+    assert len(store) == 1
+    scope, messages = signed_scope("GET", "/t", nonce="second")
+    full = await drive(middleware, scope, messages)
+    assert full.status_code == 503
+    assert problem(full)["reason"] == "nonce_store_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [({"require_nonce": False}, "require_nonce=False"), ({"debug": True}, "debug=True")],
+)
+def test_risky_options_warn_at_construction(
+    options: dict[str, Any], needle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """require_nonce=False and debug=True each log a WARNING on the hmacguard logger at start-up."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    SignatureMiddleware(_noop_app, keys=KEYS, **options)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "hmacguard"]
+    assert len(warnings) == 1
+    assert needle in warnings[0].getMessage()
+
+
+def test_default_configuration_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """The default configuration logs no warning."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    SignatureMiddleware(_noop_app, keys=KEYS)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_require_nonce_false_accepts_no_nonce_and_skips_store() -> None:
+    """require_nonce=False accepts a signature without a nonce and records nothing."""
+    protected = protect(require_nonce=False)
+    scope, messages = signed_scope("GET", "/t", nonce=False)
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+    assert len(protected.store) == 0
+
+
+async def test_require_nonce_false_with_a_store_still_rejects_replayed_nonces() -> None:
+    """With require_nonce=False and a store given, a nonce that is present is still checked."""
+    protected = protect(require_nonce=False)
+    scope, messages = signed_scope("GET", "/t", nonce="present")
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+    replay = await drive(protected.middleware, scope, messages)
+    assert replay.status_code == 401
+    assert problem(replay)["reason"] == "replayed"
+
+
+# -- error responses -------------------------------------------------------------------
+
+
+async def test_on_error_starlette_response() -> None:
+    """on_error's Starlette JSONResponse replaces the default answer; the app is not called."""
+    seen: list[VerificationError] = []
+
+    def on_error(scope: Any, error: VerificationError) -> JSONResponse:
+        seen.append(error)
+        return JSONResponse({"oops": error.status}, status_code=error.status)
+
+    protected = protect(on_error=on_error)
+    async with protected.client() as client:
+        response = await client.get("/t")
+    assert response.status_code == 401
+    assert response.json() == {"oops": 401}
+    assert [e.reason for e in seen] == ["missing_signature"]
+    assert protected.echo.untouched()
+
+
+async def test_on_error_async_handler() -> None:
+    """An async on_error is awaited for the ASGI app it returns."""
+
+    async def on_error(scope: Any, error: VerificationError) -> JSONResponse:
+        return JSONResponse({"status": error.status}, status_code=418)
+
+    protected = protect(on_error=on_error)
+    async with protected.client() as client:
+        response = await client.get("/t")
+    assert response.status_code == 418
+    assert protected.echo.untouched()
+
+
+async def test_debug_response_shows_detail_and_base() -> None:
+    """debug=True adds the precise detail and the server's signature base to the problem."""
+    protected = protect(debug=True)
+    headers = sign("GET", "/t?x=1")
+    headers["Signature"] = "sig1=:" + "A" * 43 + "=:"
+    async with protected.client() as client:
+        response = await client.get("/t?x=1", headers=headers)
+    document = problem(response)
+    assert document["reason"] == "invalid_signature"
+    debug = document["debug"]
+    assert debug["reason"] == "invalid_signature"
+    assert "does not match" in debug["detail"]
+    assert debug["key_id"] == "client-1"
+    base = debug["signature_base"]
+    assert '"@path": /t\n' in base
+    assert '"@query": ?x=1\n' in base
+    assert f'"@authority": {HOST}\n' in base
+    assert base.splitlines()[-1].startswith('"@signature-params": (')
+
+
+async def test_debug_response_without_a_base() -> None:
+    """debug=True with no signature to rebuild still answers, with a null base."""
+    protected = protect(debug=True)
+    async with protected.client() as client:
+        response = await client.get("/t")
+    document = problem(response)
+    assert document["debug"]["reason"] == "missing_signature"
+    assert document["debug"]["signature_base"] is None
+
+
+async def test_no_debug_never_shows_detail_or_base() -> None:
+    """debug=False (the default) keeps the detail, base, key id and time out of every response."""
+    protected = protect()
+    headers = sign("GET", "/t?x=1")
+    headers["Signature"] = "sig1=:" + "A" * 43 + "=:"
+    async with protected.client() as client:
+        response = await client.get("/t?x=1", headers=headers)
+    document = problem(response)
+    assert "debug" not in document
+    text = response.text
+    for needle in (
+        "@signature-params",
+        "@path",
+        "client-1",
+        str(NOW),
+        "does not match",
+        headers["Signature-Input"],
+    ):
+        assert needle not in text
+
+
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "reason"}
+
+
+async def test_problem_document_shape() -> None:
+    """An error answers application/problem+json with exactly the five RFC 9457 members."""
+    protected = protect()
+    async with protected.client() as client:
+        response = await client.get("/t")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-length"] == str(len(response.content))
+    document = response.json()
+    assert set(document) == PROBLEM_FIELDS
+    assert document["status"] == 401
+    assert document["reason"] == "missing_signature"
+    assert document["type"].endswith("#missing-signature")
+
+
+async def test_unknown_key_and_bad_mac_are_byte_identical() -> None:
+    """An unknown key id and a bad MAC give the same status, headers and body bytes."""
+    protected = protect()
+    unknown = sign("GET", "/t", key=HMACKey("nobody", SECRET))
+    bad_mac = sign("GET", "/t", key=HMACKey("client-1", b"z" * 32))
+    async with protected.client() as client:
+        first = await client.get("/t", headers=unknown)
+        second = await client.get("/t", headers=bad_mac)
+    assert first.status_code == second.status_code == 401
+    assert first.content == second.content
+    assert first.headers.raw == second.headers.raw
+    assert problem(first)["reason"] == "invalid_signature"
+    assert b"nobody" not in first.content
+
+
+async def test_401_headers() -> None:
+    """A 401 carries WWW-Authenticate and an Accept-Signature that names no key id."""
+    protected = protect()
+    async with protected.client() as client:
+        response = await client.get("/t")
+    assert response.headers["www-authenticate"] == 'Signature realm="hmacguard"'
+    assert (
+        response.headers["accept-signature"]
+        == 'sig1=("@method" "@authority" "@path" "@query");created;keyid;nonce'
+    )
+    assert "retry-after" not in response.headers
+    for key_id in KEYS:
+        assert key_id not in response.headers["accept-signature"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"required_components": ["@method", "@path"]},
+            'sig1=("@method" "@path");created;keyid;nonce',
+        ),
+        (
+            {"tag": "api"},
+            'sig1=("@method" "@authority" "@path" "@query");created;keyid;nonce;tag="api"',
+        ),
+        ({"require_nonce": False}, 'sig1=("@method" "@authority" "@path" "@query");created;keyid'),
+    ],
+)
+async def test_accept_signature_follows_policy(options: dict[str, Any], expected: str) -> None:
+    """Accept-Signature lists what the configured policy requires."""
+    protected = protect(**options)
+    async with protected.client() as client:
+        response = await client.get("/t")
+    assert response.headers["accept-signature"] == expected
+
+
+class RaisingStore:
+    """A nonce store whose add() raises."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    async def add(self, key: str, ttl: float) -> bool:
+        self.calls += 1
+        raise self.exc
+
+
+class AnswerStore:
+    """A nonce store that answers a fixed value and records its calls."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, float]] = []
+
+    async def add(self, key: str, ttl: float) -> bool:
+        self.calls.append((key, ttl))
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionError("redis down"),
+        TimeoutError(),
+        RuntimeError("boom"),
+        hmacguard.NonceStoreUnavailable("full"),
+    ],
+)
+async def test_store_that_raises_is_503(exc: Exception) -> None:
+    """A nonce store that raises answers 503 with Retry-After, and the app is not called."""
+    store = RaisingStore(exc)
+    protected = protect(nonce_store=store)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 503
+    assert problem(exchange)["reason"] == "nonce_store_unavailable"
+    assert exchange.headers["retry-after"] == "1"
+    assert "www-authenticate" not in exchange.headers
+    assert store.calls == 1
+    assert protected.echo.untouched()
+
+
+async def test_store_that_answers_false_is_replayed() -> None:
+    """A store answering False (seen before) gives 401 replayed."""
+    store = AnswerStore(False)
+    protected = protect(nonce_store=store)
+    scope, messages = signed_scope("GET", "/t", nonce="abc")
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 401
+    assert problem(exchange)["reason"] == "replayed"
+    assert protected.echo.untouched()
+
+
+async def test_custom_store_gets_key_and_ttl() -> None:
+    """A custom store is awaited with nonce_key(key id, nonce) and the verifier's nonce TTL."""
+    store = AnswerStore(True)
+    protected = protect(nonce_store=store, max_age=120, clock_skew=10)
+    scope, messages = signed_scope("GET", "/t", nonce="abc")
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 200
+    assert store.calls == [(hmacguard.nonce_key("client-1", "abc"), 120 + 2 * 10 + 1)]
+
+
+def _raise(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected")
+
+
+def _resolver_raising(key_id: str) -> HMACKey | None:
+    raise RuntimeError("vault down")
+
+
+async def _async_resolver_raising(key_id: str) -> HMACKey | None:
+    raise RuntimeError("vault down")
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        ("sync key resolver", "key_lookup_failed"),
+        ("async key resolver", "key_lookup_failed"),
+        ("nonce store", "nonce_store_unavailable"),
+        ("DigestVerifier", "verification_unavailable"),
+        ("DigestVerifier.update", "verification_unavailable"),
+        ("verify_headers", "verification_unavailable"),
+    ],
+)
+async def test_exception_at_each_step_is_503(
+    step: str, reason: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception injected at any internal step answers 503 and never reaches the app (E4)."""
+    options: dict[str, Any] = {}
+    if step == "sync key resolver":
+        options["keys"] = _resolver_raising
+    elif step == "async key resolver":
+        options["keys"] = _async_resolver_raising
+    elif step == "nonce store":
+        options["nonce_store"] = RaisingStore(RuntimeError("injected"))
+    elif step == "DigestVerifier":
+        monkeypatch.setattr("hmacguard._middleware.DigestVerifier", _raise)
+    elif step == "DigestVerifier.update":
+        monkeypatch.setattr(hmacguard.DigestVerifier, "update", _raise)
+    protected = protect(**options)
+    if step == "verify_headers":
+        monkeypatch.setattr(protected.middleware.verifier, "verify_headers", _raise)
+    caplog.set_level(logging.WARNING, logger="hmacguard")
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 503
+    assert problem(exchange)["reason"] == reason
+    assert exchange.headers["retry-after"] == "1"
+    assert protected.echo.untouched()
+    if reason == "verification_unavailable":
+        assert any(r.exc_info for r in caplog.records), (
+            "an unexpected exception is logged with its traceback"
+        )
+
+
+async def test_async_key_resolver() -> None:
+    """An async key resolver is awaited: a known key verifies, an unknown one does not."""
+
+    async def resolve(key_id: str) -> HMACKey | None:
+        await asyncio.sleep(0)
+        return KEY if key_id == KEY.key_id else None
+
+    protected = protect(keys=resolve)
+    ok_scope, ok_messages = signed_scope("POST", "/t", BODY, JSON)
+    assert (await drive(protected.middleware, ok_scope, ok_messages)).status_code == 200
+    bad_scope, bad_messages = signed_scope("GET", "/t", key=HMACKey("nobody", SECRET))
+    rejected = await drive(protected.middleware, bad_scope, bad_messages)
+    assert rejected.status_code == 401
+    assert problem(rejected)["reason"] == "invalid_signature"
+    assert protected.echo.count == 1
+
+
+async def test_sync_key_resolver() -> None:
+    """A sync key resolver works like static keys."""
+    protected = protect(keys=lambda key_id: KEY if key_id == KEY.key_id else None)
+    scope, messages = signed_scope("GET", "/t")
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+
+
+async def test_rejections_log_a_warning_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """A rejection logs one WARNING with the precise reason and never the Signature value."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    protected = protect()
+    headers = sign("GET", "/t", key=HMACKey("nobody", SECRET))
+    async with protected.client() as client:
+        await client.get("/t", headers=headers)
+    records = [r for r in caplog.records if r.name == "hmacguard"]
+    assert [r.levelno for r in records] == [logging.WARNING]
+    message = records[0].getMessage()
+    assert "unknown_key" in message
+    assert headers["Signature"].split("=", 1)[1] not in message
+
+
+async def test_starlette_middleware_stack() -> None:
+    """SignatureMiddleware works in Starlette(middleware=[Middleware(...)])."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.middleware import Middleware  # noqa: PLC0415
+    from starlette.responses import PlainTextResponse  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(request.state.signature.key_id)
+
+    clock = FakeClock()
+    app = Starlette(
+        routes=[Route("/t", hello)],
+        middleware=[
+            Middleware(
+                SignatureMiddleware,
+                keys=KEYS,
+                clock=clock,
+                nonce_store=MemoryNonceStore(clock=clock),
+            )
+        ],
+    )
+    async with asgi_client(app) as client:
+        ok = await client.get("/t", headers=sign("GET", "/t"))
+        unsigned = await client.get("/t")
+    assert (ok.status_code, ok.text) == (200, "client-1")
+    assert unsigned.status_code == 401
