@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -1131,3 +1132,35 @@ async def test_starlette_middleware_stack() -> None:
         unsigned = await client.get("/t")
     assert (ok.status_code, ok.text) == (200, "client-1")
     assert unsigned.status_code == 401
+
+
+# -- trailers --------------------------------------------------------------------------
+
+
+async def test_threat_M4_request_announcing_trailers_is_refused() -> None:
+    """A request with a Trailer header is 400 malformed_request: trailer fields go unverified."""
+    protected = protect()
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    scope["headers"].append((b"trailer", b"Signature"))
+    exchange = await drive(protected.middleware, scope, messages)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert exchange.receive_calls == 0
+    assert protected.echo.untouched()
+
+
+async def test_threat_C9_fields_appended_while_the_body_is_read_are_refused() -> None:
+    """Fields that appear while the body is read (httptools trailers) are 400, app untouched."""
+    protected = protect()
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+
+    async def late_trailer() -> AsyncIterator[dict[str, Any]]:
+        for message in messages:
+            if not message.get("more_body"):
+                # What uvicorn's httptools protocol does with a request trailer.
+                scope["headers"].append((b"x-acct", b"evil"))
+            yield message
+
+    exchange = await drive(protected.middleware, scope, late_trailer())
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0

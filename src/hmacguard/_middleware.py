@@ -200,6 +200,7 @@ class SignatureMiddleware:
             _check_method_override(headers, verified)
             body: bytes | None = None
             if kind == "http":
+                header_count = len(scope["headers"])
                 if declared > self._max_body:
                     raise BodyTooLarge(
                         f"the announced body ({declared} bytes) is over max_body_size "
@@ -208,6 +209,9 @@ class SignatureMiddleware:
                 body = await self._read_body(receive, verified, digest)
                 if body is None:
                     return  # the client went away: no response, no app, no nonce
+                if len(scope["headers"]) != header_count:
+                    # Fields appended while the body was read: trailers.
+                    raise MalformedRequest(_NO_TRAILERS)
             await self._check_replay(verified)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
@@ -254,6 +258,8 @@ class SignatureMiddleware:
         headers: dict[str, str] | list[tuple[bytes, bytes]]
         if len(single) == len(raw) and all(map(str.islower, single)):
             headers = single
+            if "trailer" in single:
+                raise MalformedRequest(_NO_TRAILERS)
             host = single.get("host")
             length = single.get("content-length")
             declared = 1 if "transfer-encoding" in single else -1
@@ -426,6 +432,12 @@ def _covers_digest(components: tuple[str, ...]) -> bool:
     return found
 
 
+# RFC 9421 §4.1: signatures MAY be sent as trailers, but ASGI has no request
+# trailers, and uvicorn's httptools protocol appends trailer fields to the very
+# header list the scope holds, after or before the signature was checked.
+# Fields that arrive in a trailer are never verified, so such requests are refused.
+_NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"
+
 # Headers that frameworks honour to change the method the app acts on
 # (THREATS U6): unsigned, they would let a signed POST act as a DELETE.
 _METHOD_OVERRIDES = ("x-http-method-override", "x-method-override", "x-http-method")
@@ -473,6 +485,8 @@ def _scan_headers(
             declared = 1
         elif lowered == b"content-digest":
             digests.append(value.decode("latin-1"))
+        elif lowered == b"trailer":
+            raise MalformedRequest(_NO_TRAILERS)
     return host, length, declared, ", ".join(digests) if digests else None
 
 
