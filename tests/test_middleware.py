@@ -1031,6 +1031,7 @@ async def _async_resolver_raising(key_id: str) -> HMACKey | None:
         ("sync key resolver", "key_lookup_failed"),
         ("async key resolver", "key_lookup_failed"),
         ("nonce store", "nonce_store_unavailable"),
+        ("digest check of a one-message body", "verification_unavailable"),
         ("DigestVerifier", "verification_unavailable"),
         ("DigestVerifier.update", "verification_unavailable"),
         ("verify_headers", "verification_unavailable"),
@@ -1047,6 +1048,8 @@ async def test_exception_at_each_step_is_503(
         options["keys"] = _async_resolver_raising
     elif step == "nonce store":
         options["nonce_store"] = RaisingStore(RuntimeError("injected"))
+    elif step == "digest check of a one-message body":
+        monkeypatch.setattr("hmacguard._middleware.verify_content_digest", _raise)
     elif step == "DigestVerifier":
         monkeypatch.setattr("hmacguard._middleware.DigestVerifier", _raise)
     elif step == "DigestVerifier.update":
@@ -1054,8 +1057,11 @@ async def test_exception_at_each_step_is_503(
     protected = protect(**options)
     if step == "verify_headers":
         monkeypatch.setattr(protected.middleware.verifier, "verify_headers", _raise)
+        monkeypatch.setattr(protected.middleware.verifier, "_verify_headers_prepared", _raise)
     caplog.set_level(logging.WARNING, logger="hmacguard")
     scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    if step.startswith("DigestVerifier"):
+        messages = body_messages(BODY, 4)  # several chunks: hashed as they arrive
     exchange = await drive(protected.middleware, scope, messages)
     assert exchange.status_code == 503
     assert problem(exchange)["reason"] == reason

@@ -1268,6 +1268,7 @@ async def test_threat_E2_verification_unavailable_is_503(monkeypatch: pytest.Mon
         raise ZeroDivisionError
 
     monkeypatch.setattr("hmacguard._middleware.DigestVerifier", broken)
+    monkeypatch.setattr("hmacguard._middleware.verify_content_digest", broken)
     outcome = await _valid()
     assert_rejected(outcome.exchange, outcome.protected, "verification_unavailable", 503)
     assert outcome.exchange.headers["retry-after"] == "1"
@@ -1475,11 +1476,14 @@ async def test_threat_E4_fail_closed_at_every_step(
         options["nonce_store"] = _Flaky(asyncio.TimeoutError())
     elif step == "digest":
         monkeypatch.setattr(hmacguard.DigestVerifier, "verify", lambda self: 1 / 0)
+        monkeypatch.setattr("hmacguard._middleware.verify_content_digest", lambda *a: 1 / 0)
     elif step == "replay-key":
         monkeypatch.setattr("hmacguard._middleware.nonce_key", lambda *a: 1 / 0)
     protected = protect(**options)
     if step == "verifier":
-        monkeypatch.setattr(protected.middleware.verifier, "verify_headers", lambda *a, **k: 1 / 0)
+        broken = lambda *a, **k: 1 / 0  # noqa: E731
+        monkeypatch.setattr(protected.middleware.verifier, "verify_headers", broken)
+        monkeypatch.setattr(protected.middleware.verifier, "_verify_headers_prepared", broken)
     async with protected.client() as client:
         response = await client.post("/t", content=BODY, headers=sign("POST", "/t", JSON, BODY))
     assert response.status_code == 503

@@ -412,6 +412,25 @@ class Verifier:
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
         raise first_error
 
+    def _verify_headers_prepared(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | list[tuple[bytes, bytes]],
+        has_body: bool,
+    ) -> VerifiedSignature:
+        """:meth:`verify_headers` for the middleware, which has already made
+        ``headers`` a dict of lowercase names when it could (or left the list)."""
+        now = self._clock()
+        if type(headers) is dict and self._fast_keys is not None:
+            try:
+                verified = self._fast_accept(method, url, headers, now, has_body, None, False)
+            except TypeError:  # pragma: no cover  (the middleware decoded everything)
+                verified = None
+            if verified is not None:
+                return verified
+        return self.verify_headers(method, url, headers, has_body=has_body, now=now)
+
     async def averify_headers(
         self,
         method: str | bytes,
