@@ -343,19 +343,9 @@ class Verifier:
         if verified is not None:
             return verified
         message = Message(method, url, headers)
-        first_error: VerificationError | None = None
-        for candidate in self._candidates(message):
-            try:
-                key_id = self._check_parameters(candidate, current)
-                key = self._keyring.lookup(key_id)
-                verified = self._finish(candidate, key, key_id, message, has_body)
-            except VerificationError as exc:
-                first_error = first_error or exc
-                continue
-            self._check_body(candidate, message, body)
-            return verified
-        assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
-        raise first_error
+        candidate, verified = self._general(message, current, has_body)
+        self._check_body(candidate, message, body)
+        return verified
 
     async def averify(
         self,
@@ -400,13 +390,19 @@ class Verifier:
         verified = self._try_fast(method, url, headers, current, has_body, None, False)
         if verified is not None:
             return verified
-        message = Message(method, url, headers)
+        return self._general(Message(method, url, headers), current, has_body)[1]
+
+    def _general(
+        self, message: Message, now: float, has_body: bool
+    ) -> tuple[Candidate, VerifiedSignature]:
+        """The general path: each candidate in turn; the first that passes wins,
+        else the first candidate's error is raised."""
         first_error: VerificationError | None = None
         for candidate in self._candidates(message):
             try:
-                key_id = self._check_parameters(candidate, current)
+                key_id = self._check_parameters(candidate, now)
                 key = self._keyring.lookup(key_id)
-                return self._finish(candidate, key, key_id, message, has_body)
+                return candidate, self._finish(candidate, key, key_id, message, has_body)
             except VerificationError as exc:
                 first_error = first_error or exc
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
