@@ -20,7 +20,7 @@ not know how a signature base is built.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, TypeAlias
 
 from ._content_digest import DigestVerifier, verify_content_digest
@@ -79,8 +79,11 @@ class SignatureMiddleware:
             error yourself, e.g. with a Starlette ``Response``.
         debug: put the precise failure and the server's signature base in
             error responses. For development only: it is an oracle.
-        **policy: any :class:`Verifier` option (``max_age``, ``clock_skew``,
-            ``required_components``, ``tag``, ...).
+        required_components: a :class:`Verifier` policy option, as are
+            ``max_age``, ``clock_skew``, ``tag``, ``allow_long_max_age``,
+            ``max_signatures``, ``max_components``, ``max_field_bytes``,
+            ``structured_fields`` and ``clock``: each is passed on as given;
+            left out, the Verifier's default applies.
 
     Raises:
         TypeError, ValueError: invalid configuration, at construction.
@@ -107,13 +110,39 @@ class SignatureMiddleware:
         path_prefix: str = "",
         on_error: ErrorHandler | None = None,
         debug: bool = False,
-        **policy: Any,
+        required_components: Sequence[str] | None = None,
+        max_age: int | None = None,
+        clock_skew: int | None = None,
+        tag: str | None = None,
+        allow_long_max_age: bool | None = None,
+        max_signatures: int | None = None,
+        max_components: int | None = None,
+        max_field_bytes: int | None = None,
+        structured_fields: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError("app must be an ASGI application")
         self.app = app
         if (keys is None) == (verifier is None):
             raise TypeError("give either keys= or verifier=")
+        # The Verifier's own policy options, as given (None: its default).
+        policy = {
+            name: value
+            for name, value in (
+                ("required_components", required_components),
+                ("max_age", max_age),
+                ("clock_skew", clock_skew),
+                ("tag", tag),
+                ("allow_long_max_age", allow_long_max_age),
+                ("max_signatures", max_signatures),
+                ("max_components", max_components),
+                ("max_field_bytes", max_field_bytes),
+                ("structured_fields", structured_fields),
+                ("clock", clock),
+            )
+            if value is not None
+        }
         if verifier is not None:
             if not isinstance(verifier, Verifier):
                 raise TypeError("verifier must be a hmacguard.Verifier")
@@ -123,7 +152,7 @@ class SignatureMiddleware:
         else:
             assert keys is not None  # noqa: S101  (checked above)
             nonce_policy = True if require_nonce is None else bool(require_nonce)
-            self._verifier = Verifier(keys, require_nonce=nonce_policy, **policy)
+            self._verifier = Verifier(keys, require_nonce=nonce_policy, **policy)  # type: ignore[arg-type]
         if nonce_store is not None and not isinstance(nonce_store, NonceStore):
             raise TypeError("nonce_store must have an async add(key, ttl) -> bool method")
         if self._verifier.require_nonce:
