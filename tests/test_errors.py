@@ -19,6 +19,7 @@ import pytest
 
 import hmacguard
 from hmacguard import (
+    BodyTimeout,
     BodyTooLarge,
     DigestMismatch,
     Expired,
@@ -54,6 +55,7 @@ LEAVES: list[tuple[type[VerificationError], str, int]] = [
     (DigestMismatch, "digest_mismatch", 401),
     (Replayed, "replayed", 401),
     (BodyTooLarge, "body_too_large", 413),
+    (BodyTimeout, "body_timeout", 408),
     (KeyLookupFailed, "key_lookup_failed", 503),
     (MalformedRequest, "malformed_request", 400),
     (NonceStoreUnavailable, "nonce_store_unavailable", 503),
@@ -98,8 +100,8 @@ def test_reasons_are_unique() -> None:
 
 
 def test_statuses_are_in_the_documented_set() -> None:
-    """Statuses are only 400, 401, 413 and 503 (THREATS E2)."""
-    assert {status for _, _, status in LEAVES} == {400, 401, 413, 503}
+    """Statuses are only 400, 401, 408 (slow body), 413 and 503 (THREATS E2, B8)."""
+    assert {status for _, _, status in LEAVES} == {400, 401, 408, 413, 503}
 
 
 def test_every_error_is_exported() -> None:

@@ -1170,3 +1170,50 @@ async def test_threat_C9_fields_appended_while_the_body_is_read_are_refused() ->
     assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
     assert protected.echo.untouched()
     assert len(protected.store) == 0
+
+
+# -- body timeout ----------------------------------------------------------------------
+
+
+async def _stalled_after(messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Hand out ``messages``, then wait forever: a client that stops sending its body."""
+    for message in messages:
+        yield message
+    await asyncio.Event().wait()
+    yield {"type": "http.disconnect"}  # pragma: no cover  (never reached)
+
+
+async def test_threat_B8_stalled_body_is_408_and_the_nonce_stays_unused() -> None:
+    """A body that stops arriving is cut off after body_timeout: 408, app and store untouched."""
+    protected = protect(body_timeout=0.05)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON, nonce="slow-body")
+    first = body_messages(BODY, 4)[:1]
+    exchange = await drive(protected.middleware, scope, _stalled_after(first), timeout=2.0)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (408, "body_timeout")
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+    scope, messages = signed_scope("POST", "/t", BODY, JSON, nonce="slow-body")
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+
+
+async def test_body_in_time_is_not_affected_by_the_timer() -> None:
+    """A chunked body that completes within body_timeout verifies, and no cancellation leaks."""
+    protected = protect(body_timeout=0.5)
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    exchange = await drive(protected.middleware, scope, body_messages(BODY, 3))
+    assert exchange.status_code == 200
+    await asyncio.sleep(0.6)  # the timer was cancelled: nothing fires later
+    current = asyncio.current_task()
+    assert current is not None
+    assert not current.cancelled()
+
+
+@pytest.mark.parametrize("value", [0, -1, "30", True])
+def test_body_timeout_is_validated(value: object) -> None:
+    """body_timeout must be a positive number of seconds or None."""
+    with pytest.raises((TypeError, ValueError)):
+        SignatureMiddleware(_noop_app, keys={"client-1": SECRET}, body_timeout=value)  # type: ignore[arg-type]
+
+
+async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app that is never called in the configuration tests."""

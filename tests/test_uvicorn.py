@@ -19,24 +19,23 @@ C3 ``@method:`` line        400 from the parser               400 from the parse
 B3 CL + TE                  TE wins: 200, same digest         400 from the parser
 B9 bad MAC, 100 MB          401, no ``100 Continue``          the same
 B7 disconnect mid-body      no response, nonce unused         the same
-B8 stalled body             no timeout: the read waits        the same
-M4 signature in a trailer   401 ``missing_signature``         **accepted** (xfail, see below)
-C9 trailer after headers    dropped by h11                    **shown to the app** (xfail)
+B8 stalled body             408 after ``body_timeout``        the same
+M4 signature in a trailer   400 ``malformed_request``         the same (see below)
+C9 trailer after headers    dropped by h11                    400 ``malformed_request``
 ==========================  ================================  =================================
 
 uvicorn has no timeout for a request body (``--timeout-keep-alive`` only runs
-between requests) and neither does the middleware: a client stalled mid-body
-holds its connection and a waiting coroutine until it leaves; the B8 test only
-checks that such clients do not delay others.
+between requests); the middleware's ``body_timeout`` answers 408 instead.
 
-The two httptools failures are marked ``xfail(strict=True)`` (the tests still
-run, so a fix shows as XPASS): uvicorn's httptools protocol hands the app the
+Trailers: uvicorn's httptools protocol hands the app the
 very list it appends parsed header fields to (``scope["headers"] is
 self.headers``), and llhttp reports request *trailer* fields through the same
 ``on_header`` callback. Trailer fields therefore join ``scope["headers"]``:
 when they arrive with the body, before the request's task runs, the
-middleware verifies a signature sent only as a trailer (M4); when they arrive
-after the header phase, the app sees fields that were never verified (C9).
+middleware would verify a signature sent only as a trailer (M4); when they
+arrive after the header phase, the app would see fields that were never
+verified (C9). The middleware therefore refuses requests that announce
+trailers, and requests whose header list grows while the body is read.
 """
 
 from __future__ import annotations
@@ -63,6 +62,7 @@ from uvicorn_server import UvicornServer
 KEY_ID = "client-1"
 SECRET = b"uvicorn-end-to-end-secret-32byte"
 MAX_BODY = 16 * 1024 * 1024
+BODY_TIMEOUT = 2.0  # seconds; the B8 test waits for it
 APP = "tests.apps.echo_app:app"
 STATS = "/_stats"
 JSON = "application/json"
@@ -87,6 +87,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
         "HMACGUARD_TEST_SECRET": SECRET.hex(),
         "HMACGUARD_TEST_MAX_BODY": str(MAX_BODY),
         "HMACGUARD_TEST_NONCE_STORE": "memory",
+        "HMACGUARD_TEST_BODY_TIMEOUT": str(BODY_TIMEOUT),
     }
     with UvicornServer(APP, http=request.param, env=env) as running:
         assert "Uvicorn running on" in running.log()  # the log the tests inspect is captured
@@ -521,6 +522,21 @@ def test_threat_B8_slow_bodies_do_not_delay_a_normal_request(server: UvicornServ
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_threat_B8_stalled_body_is_cut_off_with_408(server: UvicornServer) -> None:
+    """A client that stops sending its body gets 408 body_timeout; the app is not called."""
+    body = order(1000)
+    headers = signed_headers(server, "POST", "/stalled", body, headers=[("Content-Type", JSON)])
+    before = served(server)
+    with connect(server) as sock:
+        sock.sendall(raw_request("POST", "/stalled", headers) + body[:10])
+        started = time.monotonic()
+        response = read_response(sock, timeout=BODY_TIMEOUT + 5)
+        waited = time.monotonic() - started
+    assert (response.status, response.reason) == (408, "body_timeout")
+    assert BODY_TIMEOUT - 0.5 < waited < BODY_TIMEOUT + 3
+    assert served(server) == before
 
 
 def test_threat_M4_signature_only_in_a_trailer_is_unsigned(

@@ -11,6 +11,7 @@ from ._algorithms import MIN_KEY_BYTES as MIN_KEY_BYTES
 from ._content_digest import DigestVerifier as DigestVerifier
 from ._content_digest import make_content_digest as make_content_digest
 from ._content_digest import verify_content_digest as verify_content_digest
+from ._errors import BodyTimeout as BodyTimeout
 from ._errors import BodyTooLarge as BodyTooLarge
 from ._errors import DigestMismatch as DigestMismatch
 from ._errors import Expired as Expired
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_COMPONENTS",
     "DEFAULT_REQUIRED_COMPONENTS",
     "MIN_KEY_BYTES",
+    "BodyTimeout",
     "BodyTooLarge",
     "DigestMismatch",
     "DigestVerifier",

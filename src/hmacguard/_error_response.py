@@ -46,6 +46,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "digest_mismatch": ("Content digest mismatch", "The body does not match its Content-Digest."),
     "replayed": ("Replayed request", "This signed request was already received."),
     "body_too_large": ("Body too large", "The request body is larger than the server accepts."),
+    "body_timeout": ("Body timeout", "The request body did not arrive in time."),
     "malformed_request": ("Malformed request", "The request cannot be verified as sent."),
     "key_lookup_failed": (
         "Verification unavailable",

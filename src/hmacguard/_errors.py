@@ -17,6 +17,7 @@ all, and each leaf carries a stable machine-readable ``reason`` and the HTTP
     ├── DigestMismatch                        digest_mismatch          401
     ├── Replayed                              replayed                 401
     ├── BodyTooLarge                          body_too_large           413
+    ├── BodyTimeout                           body_timeout             408
     ├── MalformedRequest                      malformed_request        400
     ├── KeyLookupFailed                       key_lookup_failed        503
     ├── NonceStoreUnavailable                 nonce_store_unavailable  503
@@ -32,6 +33,7 @@ oracle (RFC 9421 §8.3) and must not reach logs either.
 from __future__ import annotations
 
 __all__ = [
+    "BodyTimeout",
     "BodyTooLarge",
     "DigestMismatch",
     "Expired",
@@ -185,6 +187,13 @@ class BodyTooLarge(VerificationError):
 
     reason = "body_too_large"
     status = 413
+
+
+class BodyTimeout(VerificationError):
+    """The body did not arrive in time (a slow or stalled client)."""
+
+    reason = "body_timeout"
+    status = 408
 
 
 class KeyLookupFailed(VerificationError):

@@ -19,6 +19,7 @@ not know how a signature base is built.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, TypeAlias
@@ -26,6 +27,7 @@ from typing import Any, TypeAlias
 from ._content_digest import DigestVerifier, verify_content_digest
 from ._error_response import ErrorResponder, accept_signature
 from ._errors import (
+    BodyTimeout,
     BodyTooLarge,
     InsufficientCoverage,
     MalformedRequest,
@@ -70,6 +72,9 @@ class SignatureMiddleware:
             (a trailing ``*`` makes a prefix; anything else matches exactly),
             or a callable ``scope -> bool``. Everything else is protected.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
+        body_timeout: seconds a request with a body has to deliver all of it
+            (default 30); then 408 ``body_timeout``. None waits forever
+            (THREATS B8: a client trickling its body holds the request).
         authority: the external ``host[:port]`` clients sign, when a proxy
             changes ``Host``; never taken from ``X-Forwarded-*``.
         scheme: the external scheme (``"https"`` behind TLS termination).
@@ -105,6 +110,7 @@ class SignatureMiddleware:
         require_nonce: bool | None = None,
         exempt: Iterable[str] | Callable[[Scope], bool] = (),
         max_body_size: int = 1024 * 1024,
+        body_timeout: float | None = 30.0,
         authority: str | None = None,
         scheme: str | None = None,
         path_prefix: str = "",
@@ -174,6 +180,13 @@ class SignatureMiddleware:
         if max_body_size < 0:
             raise ValueError("max_body_size must not be negative")
         self._max_body = max_body_size
+        if body_timeout is not None and (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, (int, float))
+            or not body_timeout > 0
+        ):
+            raise ValueError("body_timeout is a positive number of seconds, or None")
+        self._body_timeout = body_timeout
         if scheme is not None and scheme not in ("http", "https"):
             raise ValueError('scheme must be "http" or "https"')
         self._scheme = scheme
@@ -241,7 +254,10 @@ class SignatureMiddleware:
                         f"the announced body ({declared} bytes) is over max_body_size "
                         f"({self._max_body})"
                     )
-                body = await self._read_body(receive, verified, digest)
+                if self._body_timeout is not None and declared != 0:
+                    body = await self._read_body_in_time(receive, verified, digest)
+                else:
+                    body = await self._read_body(receive, verified, digest)
                 if body is None:
                     return  # the client went away: no response, no app, no nonce
                 if len(scope["headers"]) != header_count:
@@ -330,6 +346,46 @@ class SignatureMiddleware:
         if query:
             url = f"{url}?{query.decode('latin-1')}"
         return method, url, declared, headers, digest
+
+    async def _read_body_in_time(
+        self, receive: Receive, verified: VerifiedSignature, digest: str | None
+    ) -> bytes | None:
+        """:meth:`_read_body` within ``body_timeout`` seconds, else :class:`BodyTimeout`.
+
+        A timer cancels this task when the time is up (cheaper than wrapping
+        every receive() in a timeout); only that cancellation becomes a 408.
+        Outside asyncio (trio) there is no timer, and the server's own limits
+        apply.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+        except RuntimeError:  # not under asyncio (e.g. trio): no timer to set
+            task = None
+        if task is None:
+            return await self._read_body(receive, verified, digest)
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            task.cancel()
+
+        timer = loop.call_later(self._body_timeout, expire)  # type: ignore[arg-type]
+        try:
+            return await self._read_body(receive, verified, digest)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            raise BodyTimeout(
+                f"the body was not complete after {self._body_timeout} s",
+                label=verified.label,
+                key_id=verified.key_id,
+            ) from None
+        finally:
+            timer.cancel()
 
     async def _read_body(
         self, receive: Receive, verified: VerifiedSignature, digest: str | None

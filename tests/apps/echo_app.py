@@ -12,6 +12,7 @@ tests. The configuration comes from environment variables, read at import:
 ``HMACGUARD_TEST_KEY_ID``       key id (default ``client-1``)
 ``HMACGUARD_TEST_SECRET``       the secret, hex (default: 32 bytes ``k``)
 ``HMACGUARD_TEST_MAX_BODY``     ``max_body_size`` in bytes (default: the middleware's)
+``HMACGUARD_TEST_BODY_TIMEOUT`` ``body_timeout`` in seconds (default: the middleware's)
 ``HMACGUARD_TEST_NONCE_STORE``  ``memory`` (default), or ``module:factory``: a
                                 zero-argument callable returning the NonceStore
 ==============================  =====================================================
@@ -67,6 +68,9 @@ def _middleware_options() -> dict[str, Any]:
     max_body = os.environ.get("HMACGUARD_TEST_MAX_BODY")
     if max_body:
         options["max_body_size"] = int(max_body)
+    body_timeout = os.environ.get("HMACGUARD_TEST_BODY_TIMEOUT")
+    if body_timeout:
+        options["body_timeout"] = float(body_timeout)
     store = _nonce_store()
     if store is not None:
         options["nonce_store"] = store
