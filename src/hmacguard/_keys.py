@@ -13,7 +13,15 @@ from typing import TypeAlias, Union
 from ._algorithms import MIN_KEY_BYTES, HMACAlgorithm, get_algorithm
 from ._errors import KeyLookupFailed
 
-__all__ = ["MAX_ID_BYTES", "HMACKey", "KeyLookup", "Keyring", "Keys", "decode_secret"]
+__all__ = [
+    "MAX_ID_BYTES",
+    "HMACKey",
+    "KeyLookup",
+    "Keyring",
+    "Keys",
+    "check_id",
+    "decode_secret",
+]
 
 #: Key ids and nonces longer than this are refused before any lookup (THREATS P1, R9).
 MAX_ID_BYTES = 256
@@ -43,17 +51,23 @@ def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
         raise ValueError("a text secret must be base64 (standard or URL-safe)") from None
 
 
-def _check_id(key_id: object) -> str:
-    if not isinstance(key_id, str):
-        raise TypeError(f"key_id must be str, not {type(key_id).__name__}")
-    if not key_id:
-        raise ValueError("key_id must not be empty")
-    if len(key_id) > MAX_ID_BYTES:
-        raise ValueError(f"key_id is longer than {MAX_ID_BYTES} bytes")
-    # The key id travels as an sf-string (RFC 9651 §3.3.3): printable ASCII only.
-    if not key_id.isascii() or not key_id.isprintable():
-        raise ValueError("key_id must be printable ASCII")
-    return key_id
+def check_id(what: str, value: object) -> str:
+    """Return ``value`` if it is a valid key id, nonce or tag, else raise.
+
+    Raises:
+        TypeError: not a ``str``.
+        ValueError: empty, longer than ``MAX_ID_BYTES``, or not printable ASCII.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_ID_BYTES:
+        raise ValueError(f"{what} is longer than {MAX_ID_BYTES} bytes")
+    # It travels as an sf-string (RFC 9651 §3.3.3): printable ASCII only.
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(f"{what} must be printable ASCII")
+    return value
 
 
 def _keyed_states(secret: bytes, hash_name: str) -> tuple[hashlib._Hash, hashlib._Hash]:
@@ -94,7 +108,7 @@ class HMACKey:
         secret: bytes | bytearray | memoryview | str,
         algorithm: str = "hmac-sha256",
     ) -> None:
-        self.key_id: str = _check_id(key_id)
+        self.key_id: str = check_id("key_id", key_id)
         self.alg: HMACAlgorithm = get_algorithm(algorithm)
         raw = decode_secret(secret)
         minimum = self.alg.min_key_bytes

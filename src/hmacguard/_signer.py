@@ -11,7 +11,7 @@ from typing import Final
 from ._components import Component, component_from_spec, structured_types
 from ._content_digest import ACTIVE_ALGORITHMS, make_content_digest
 from ._errors import VerificationError
-from ._keys import MAX_ID_BYTES, HMACKey
+from ._keys import HMACKey, check_id
 from ._message import HeadersLike, Message
 from ._signature_base import build_signature_base
 from ._structured_fields import StructuredFieldError, serialize_key, serialize_string
@@ -34,14 +34,6 @@ DEFAULT_COMPONENTS: Final = _Default()
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
 _CONTENT_TYPE = component_from_spec("content-type")
 _CONTENT_DIGEST = component_from_spec("content-digest")
-
-
-def _check_token_text(what: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be str, not {type(value).__name__}")
-    if not value or len(value) > MAX_ID_BYTES or not value.isascii() or not value.isprintable():
-        raise ValueError(f"{what} must be 1-{MAX_ID_BYTES} printable ASCII characters")
-    return value
 
 
 def _random_nonce() -> str:
@@ -137,7 +129,7 @@ class Signer:
         ):
             raise ValueError("expires_in must be a positive number of seconds")
         self._expires_in = expires_in
-        self._tag = None if tag is None else _check_token_text("tag", tag)
+        self._tag = None if tag is None else check_id("tag", tag)
         self._include_alg = bool(include_alg)
         self._sf_types = structured_types(structured_fields)
         self._clock = clock
@@ -204,7 +196,7 @@ class Signer:
         if nonce is None and self._nonce is not False:
             nonce = _random_nonce() if self._nonce is True else self._nonce()
         if nonce is not None:
-            params.append(f";nonce={serialize_string(_check_token_text('nonce', nonce))}")
+            params.append(f";nonce={serialize_string(check_id('nonce', nonce))}")
         if self._tag is not None:
             params.append(f";tag={serialize_string(self._tag)}")
         signature_params = "(" + " ".join(c.identifier for c in components) + ")" + "".join(params)
