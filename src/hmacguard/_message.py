@@ -117,18 +117,10 @@ class Message:
 
     __slots__ = ("authority", "headers", "method", "path", "query", "scheme")
 
-    def __init__(
-        self,
-        method: str | bytes,
-        url: str | bytes,
-        headers: HeadersLike | None,
-        *,
-        grouped: dict[str, list[str]] | None = None,
-    ) -> None:
+    def __init__(self, method: str | bytes, url: str | bytes, headers: HeadersLike | None) -> None:
         self.method = _text(method)
         self.scheme, self.authority, self.path, self.query = split_url(url)
-        # ``grouped``: headers already passed through collect_headers().
-        self.headers = collect_headers(headers) if grouped is None else grouped
+        self.headers = collect_headers(headers)
 
     def header(self, name: str) -> str | None:
         """All lines of a header joined with ``", "`` as received, or None."""

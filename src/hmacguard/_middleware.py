@@ -39,7 +39,7 @@ from ._errors import (
 from ._keys import Keys
 from ._message import normalise_authority
 from ._nonce_store import MemoryNonceStore, NonceStore, nonce_key
-from ._verifier import VerifiedSignature, Verifier
+from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
 __all__ = ["SignatureMiddleware"]
 
@@ -396,7 +396,7 @@ class SignatureMiddleware:
         call once it is complete; from the second chunk on, chunks are hashed
         as they arrive, so a large body is never hashed twice.
         """
-        covers_digest = _covers_digest(verified.components)
+        covers_digest = covers_content_digest(verified.components)
         if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
             raise InsufficientCoverage("content-digest is covered but absent")
         limit = self._max_body
@@ -516,20 +516,6 @@ class _Replay:
             return {"type": "http.request", "body": body, "more_body": False}
         # Later calls reach the server, so the app still sees http.disconnect.
         return await self._receive()
-
-
-_DIGEST_COVERAGE: dict[tuple[str, ...], bool] = {}
-
-
-def _covers_digest(components: tuple[str, ...]) -> bool:
-    """Whether a signature covering ``components`` binds ``Content-Digest``."""
-    found = _DIGEST_COVERAGE.get(components)
-    if found is None:
-        found = any(spec.partition(";")[0] == "content-digest" for spec in components)
-        if len(_DIGEST_COVERAGE) > 256:  # bounded: component lists come from requests
-            _DIGEST_COVERAGE.clear()
-        _DIGEST_COVERAGE[components] = found
-    return found
 
 
 # RFC 9421 §4.1: signatures MAY be sent as trailers, but ASGI has no request

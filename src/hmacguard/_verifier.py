@@ -40,7 +40,7 @@ from ._errors import (
     VerificationError,
 )
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
-from ._message import HeadersLike, Message, collect_headers, normalise_authority
+from ._message import HeadersLike, Message, normalise_authority
 from ._signature_base import build_signature_base
 from ._signature_fields import _COMPONENT_CACHE, FAST_PAIR, Candidate, read_signatures
 
@@ -83,6 +83,21 @@ class VerifiedSignature(NamedTuple):
     def covers(self, component: str) -> bool:
         """Tell whether the signature covers ``component`` (e.g. ``"content-type"``)."""
         return component_from_spec(component).spec in self.components
+
+
+_DIGEST_COVERAGE: dict[tuple[str, ...], bool] = {}
+
+
+def covers_content_digest(components: tuple[str, ...]) -> bool:
+    """Whether a signature covering ``components`` binds ``Content-Digest``
+    (with or without parameters), memoised per component list."""
+    found = _DIGEST_COVERAGE.get(components)
+    if found is None:
+        found = any(spec.partition(";")[0] == "content-digest" for spec in components)
+        if len(_DIGEST_COVERAGE) > 256:  # bounded: component lists come from requests
+            _DIGEST_COVERAGE.clear()
+        _DIGEST_COVERAGE[components] = found
+    return found
 
 
 def _single_line_headers(headers: object) -> Mapping[str, str] | None:
@@ -343,8 +358,8 @@ class Verifier:
         if verified is not None:
             return verified
         message = Message(method, url, headers)
-        candidate, verified = self._general(message, current, has_body)
-        self._check_body(candidate, message, body)
+        verified = self._general(message, current, has_body)
+        self._check_body(verified, message, body)
         return verified
 
     async def averify(
@@ -358,9 +373,13 @@ class Verifier:
     ) -> VerifiedSignature:
         """Like :meth:`verify`, awaiting an async key resolver."""
         current = self._clock() if now is None else now
-        verified = await self._averify(method, url, headers, current, bool(body))
-        if any(spec.partition(";")[0] == "content-digest" for spec in verified.components):
-            self._check_body_text(verified, headers, body)
+        has_body = bool(body)
+        verified = self._try_fast(method, url, headers, current, has_body, body, True)
+        if verified is not None:
+            return verified
+        message = Message(method, url, headers)
+        verified = await self._ageneral(message, current, has_body)
+        self._check_body(verified, message, body)
         return verified
 
     def verify_headers(
@@ -390,11 +409,9 @@ class Verifier:
         verified = self._try_fast(method, url, headers, current, has_body, None, False)
         if verified is not None:
             return verified
-        return self._general(Message(method, url, headers), current, has_body)[1]
+        return self._general(Message(method, url, headers), current, has_body)
 
-    def _general(
-        self, message: Message, now: float, has_body: bool
-    ) -> tuple[Candidate, VerifiedSignature]:
+    def _general(self, message: Message, now: float, has_body: bool) -> VerifiedSignature:
         """The general path: each candidate in turn; the first that passes wins,
         else the first candidate's error is raised."""
         first_error: VerificationError | None = None
@@ -402,7 +419,7 @@ class Verifier:
             try:
                 key_id = self._check_parameters(candidate, now)
                 key = self._keyring.lookup(key_id)
-                return candidate, self._finish(candidate, key, key_id, message, has_body)
+                return self._finish(candidate, key, key_id, message, has_body)
             except VerificationError as exc:
                 first_error = first_error or exc
         assert first_error is not None  # noqa: S101  (_candidates never returns an empty list)
@@ -438,20 +455,13 @@ class Verifier:
     ) -> VerifiedSignature:
         """Like :meth:`verify_headers`, awaiting an async key resolver."""
         current = self._clock() if now is None else now
-        return await self._averify(method, url, headers, current, has_body)
-
-    async def _averify(
-        self,
-        method: str | bytes,
-        url: str | bytes,
-        headers: HeadersLike | None,
-        now: float,
-        has_body: bool,
-    ) -> VerifiedSignature:
-        verified = self._try_fast(method, url, headers, now, has_body, None, False)
+        verified = self._try_fast(method, url, headers, current, has_body, None, False)
         if verified is not None:
             return verified
-        message = Message(method, url, headers)
+        return await self._ageneral(Message(method, url, headers), current, has_body)
+
+    async def _ageneral(self, message: Message, now: float, has_body: bool) -> VerifiedSignature:
+        """:meth:`_general`, awaiting the key resolver."""
         first_error: VerificationError | None = None
         for candidate in self._candidates(message):
             try:
@@ -486,19 +496,6 @@ class Verifier:
             return self._fast_accept(method, url, single, now, has_body, body, check_digest)
         except TypeError:  # bytes where text was expected: the general path decides
             return None
-
-    def _check_body_text(
-        self, verified: VerifiedSignature, headers: HeadersLike | None, body: bytes | None
-    ) -> None:
-        lines = collect_headers(headers).get("content-digest")
-        value = None if lines is None else ", ".join(lines)
-        if value is None:  # pragma: no cover  (the base could not have been built)
-            raise InvalidSignature("Content-Digest is covered but absent")
-        try:
-            verify_content_digest(value, b"" if body is None else body)
-        except VerificationError as exc:
-            exc.label, exc.key_id = verified.label, verified.key_id
-            raise
 
     # -- the steps -----------------------------------------------------------
 
@@ -738,8 +735,8 @@ class Verifier:
         )
 
     @staticmethod
-    def _check_body(candidate: Candidate, message: Message, body: bytes | None) -> None:
-        if not candidate.covered.covers_digest:
+    def _check_body(verified: VerifiedSignature, message: Message, body: bytes | None) -> None:
+        if not covers_content_digest(verified.components):
             return
         value = message.header("content-digest")
         if value is None:  # pragma: no cover  (the base could not have been built)
@@ -747,5 +744,5 @@ class Verifier:
         try:
             verify_content_digest(value, b"" if body is None else body)
         except VerificationError as exc:
-            exc.label, exc.key_id = candidate.label, candidate.params.get("keyid")  # type: ignore[assignment]
+            exc.label, exc.key_id = verified.label, verified.key_id
             raise
