@@ -7,8 +7,8 @@ what the parameters must say is the verifier's policy.
 
 Nearly every client sends one signature of one shape: a label, a list of plain
 component names, integer and string parameters, all in canonical form. That
-shape is recognised by one anchored regular expression and read without the
-general parser; anything else (several labels, parameters on components,
+shape is recognised by :func:`match_canonical` and read without the general
+parser; anything else (several labels, parameters on components,
 escapes, unusual spacing, errors) goes through the full RFC 9651 parser. The
 fast path only accepts text whose canonical re-serialisation is the text itself,
 so both paths yield the same candidate for the same input.
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 
 from ._components import Component, parse_component
 from ._errors import MalformedSignature, MissingSignature
@@ -30,7 +32,7 @@ from ._structured_fields import (
     serialize_inner_list,
 )
 
-__all__ = ["Candidate", "CoveredComponents", "read_signatures"]
+__all__ = ["Candidate", "CanonicalPair", "CoveredComponents", "match_canonical", "read_signatures"]
 
 
 # Positions of the derived values the fast path passes to a template.
@@ -40,15 +42,25 @@ DERIVED_SLOTS = {"@method": 0, "@authority": 1, "@path": 2, "@scheme": 3, "@quer
 class CoveredComponents:
     """A validated list of covered components, with what is derived from it once.
 
-    ``header_names`` and ``template`` serve the verifier's fast path: when
-    every component is a header without parameters or a derived component in
-    ``DERIVED_SLOTS``, ``template`` is the signature base as a ``str.format``
-    template whose arguments are the five derived values (in ``DERIVED_SLOTS``
-    order), the values of the headers in ``header_names``, then the signature
-    parameters. Otherwise both are None.
+    ``header_names``, ``template`` and ``arrange`` serve the verifier's fast
+    path: when every component is a header without parameters or a derived
+    component in ``DERIVED_SLOTS``, the signature base is
+    ``template % arrange(values)``, where ``values`` holds the five derived
+    values (in ``DERIVED_SLOTS`` order), the values of the headers in
+    ``header_names``, then the signature parameters. Otherwise all three are
+    None. (``%`` with an ``itemgetter`` measured 1.3 µs against 1.9 for
+    ``str.format`` with numbered fields.)
     """
 
-    __slots__ = ("components", "covered", "covers_digest", "header_names", "specs", "template")
+    __slots__ = (
+        "arrange",
+        "components",
+        "covered",
+        "covers_digest",
+        "header_names",
+        "specs",
+        "template",
+    )
 
     def __init__(self, components: tuple[Component, ...]) -> None:
         self.components = components
@@ -57,21 +69,25 @@ class CoveredComponents:
         self.covers_digest = any(c.name == "content-digest" for c in components)
         self.header_names: tuple[str, ...] | None = None
         self.template: str | None = None
+        self.arrange: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
         names: list[str] = []
         lines: list[str] = []
+        slots: list[int] = []
         for component in components:
             if component.plain_field:
-                slot = len(DERIVED_SLOTS) + len(names)
+                slots.append(len(DERIVED_SLOTS) + len(names))
                 names.append(component.name)
             elif component.name in DERIVED_SLOTS and not component.params:
-                slot = DERIVED_SLOTS[component.name]
+                slots.append(DERIVED_SLOTS[component.name])
             else:
                 return
-            escaped = component.identifier.replace("{", "{{").replace("}", "}}")
-            lines.append(f"{escaped}: {{{slot}}}")
-        lines.append(f'"@signature-params": {{{len(DERIVED_SLOTS) + len(names)}}}')
+            lines.append(f"{component.identifier.replace('%', '%%')}: %s")
+        lines.append('"@signature-params": %s')
+        slots.append(len(DERIVED_SLOTS) + len(names))
         self.header_names = tuple(names)
         self.template = "\n".join(lines)
+        # itemgetter returns a bare item for one index: always give a tuple.
+        self.arrange = itemgetter(*slots) if len(slots) > 1 else itemgetter(slice(-1, None))
 
 
 class Candidate:
@@ -110,17 +126,20 @@ class Candidate:
 # label=(...);created=N;keyid="..."[;alg="..."][;expires=N][;nonce="..."][;tag="..."]
 # Integers without sign or leading zero and Strings without escapes are their
 # own canonical serialisation, so the matched text is the @signature-params value.
+#
+# It is read in three pieces rather than by one regular expression over both
+# fields (measured: 1.6 µs instead of 2.9 for a typical pair): the text before
+# ";created=" (label and component list) is looked up in a cache of heads seen
+# before, the rest of Signature-Input is matched by _FAST_TAIL, and Signature
+# must be the same label with one byte sequence in the base64 alphabet.
 _INT = r"(0|[1-9][0-9]{0,14})"
 _STR = r'"([ !#-\[\]-~]*)"'
 _ID = r'"([ !#-\[\]-~]{1,256})"'  # key ids, nonces and tags: 1-256 characters
-_FAST_INPUT_TEXT = (
-    rf"([a-z*][a-z0-9_.*-]*)=((\([^()\n]*\));created={_INT};keyid={_ID}"
-    rf"(?:;alg={_STR})?(?:;expires={_INT})?(?:;nonce={_ID})?(?:;tag={_ID})?)"
+_FAST_HEAD = re.compile(r"([a-z*][a-z0-9_.*-]*)=(\([^()\n]*\))")
+_FAST_TAIL = re.compile(
+    rf"{_INT};keyid={_ID}(?:;alg={_STR})?(?:;expires={_INT})?(?:;nonce={_ID})?(?:;tag={_ID})?"
 )
-_FAST_INPUT = re.compile(_FAST_INPUT_TEXT)
-_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_.*-]*)=:([A-Za-z0-9+/]*={0,2}):")
-#: Signature-Input, LF, Signature, for the same label (``\1``) in one match.
-FAST_PAIR = re.compile(_FAST_INPUT_TEXT + r"\n\1=:([A-Za-z0-9+/]*={0,2}):")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 _NOTHING_COVERED = CoveredComponents(())
 
@@ -128,6 +147,92 @@ _NOTHING_COVERED = CoveredComponents(())
 # an attacker sending ever-new lists only ever costs the general path.
 _COMPONENT_CACHE: dict[str, CoveredComponents] = {}
 _COMPONENT_CACHE_SIZE = 256
+# 'label=(...)' heads of canonical Signature-Input values whose list is in
+# _COMPONENT_CACHE: (label, its components, the Signature prefix 'label=:').
+_HEAD_CACHE: dict[str, tuple[str, CoveredComponents, str]] = {}
+
+
+#: What :func:`match_canonical` reads: label, signature parameters, components,
+#: created, keyid, alg, expires, nonce, tag (all text); then the MAC, decoded.
+CanonicalPair = tuple[
+    str,
+    str,
+    CoveredComponents,
+    str,
+    str,
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    bytes,
+]
+
+
+if sys.version_info >= (3, 11):
+
+    def _decode_padded(encoded: str) -> bytes | None:
+        """Decode padded base64 in the standard alphabet, or return None."""
+        try:
+            # Strict mode refuses what _BASE64 refuses, and decodes, in one pass.
+            return binascii.a2b_base64(encoded, strict_mode=True)
+        except binascii.Error:
+            return None
+
+else:  # pragma: no cover  (Python 3.10)
+
+    def _decode_padded(encoded: str) -> bytes | None:
+        """Decode padded base64 in the standard alphabet, or return None."""
+        if len(encoded) % 4 or _BASE64.fullmatch(encoded) is None:
+            return None
+        return binascii.a2b_base64(encoded)
+
+
+def match_canonical(inputs: str, signatures: str) -> CanonicalPair | None:
+    """Read one signature of the canonical shape, or return None.
+
+    None means "not recognised", never "invalid": the caller then uses the
+    full parser. The component list must be one the full parser has
+    validated before (it is looked up, not parsed).
+    """
+    head, found, tail = inputs.partition(";created=")
+    if not found:
+        return None
+    entry = _HEAD_CACHE.get(head)
+    if entry is None:
+        match = _FAST_HEAD.fullmatch(head)
+        covered = None if match is None else _COMPONENT_CACHE.get(match.group(2))
+        if match is None or covered is None:
+            return None
+        if len(_HEAD_CACHE) >= _COMPONENT_CACHE_SIZE:
+            _HEAD_CACHE.clear()
+        entry = _HEAD_CACHE[head] = (match.group(1), covered, f"{match.group(1)}=:")
+    label, covered, prefix = entry
+    params = _FAST_TAIL.fullmatch(tail)
+    if (
+        params is None
+        or len(signatures) <= len(prefix)
+        or not signatures.startswith(prefix)
+        or signatures[-1] != ":"
+    ):
+        return None
+    # Unpadded base64 is valid too (RFC 9651 §4.2.7): the full parser reads it.
+    mac = _decode_padded(signatures[len(prefix) : -1])
+    if mac is None:
+        return None
+    created, keyid, alg, expires, nonce, tag = params.groups()
+    # A plain tuple: a NamedTuple's constructor costs more than the match.
+    return (
+        label,
+        inputs[len(label) + 1 :],
+        covered,
+        created,
+        keyid,
+        alg,
+        expires,
+        nonce,
+        tag,
+        mac,
+    )
 
 
 def _components(items: list[Item], label: str) -> CoveredComponents:
@@ -145,23 +250,14 @@ def _components(items: list[Item], label: str) -> CoveredComponents:
 
 
 def _fast(inputs: str, signatures: str, max_components: int) -> list[Candidate] | None:
-    match = _FAST_INPUT.fullmatch(inputs)
-    if match is None:
+    pair = match_canonical(inputs, signatures)
+    if pair is None:
         return None
-    label, signature_params, inner, created, keyid, alg, expires, nonce, tag = match.groups()
-    # The component list must be one the full path has validated before.
-    covered = _COMPONENT_CACHE.get(inner)
-    if covered is None or len(covered.components) > max_components:
-        return None
-    sig_match = _FAST_SIGNATURE.fullmatch(signatures)
-    if sig_match is None or sig_match.group(1) != label:
-        return None
-    encoded = sig_match.group(2)
-    try:
-        mac = binascii.a2b_base64(encoded)
-    except binascii.Error:
+    label, signature_params, covered, created, keyid, alg, expires, nonce, tag, mac = pair
+    if len(covered.components) > max_components:
         return None
     # Only canonical base64 (re-encoding gives the same text) takes this path.
+    encoded = signatures[len(label) + 2 : -1]
     if binascii.b2a_base64(mac, newline=False) != encoded.encode("ascii"):
         return None
     params: dict[str, object] = {"created": int(created), "keyid": keyid}

@@ -21,7 +21,6 @@ error is raised. Then, for :meth:`Verifier.verify`, the body is checked against
 
 from __future__ import annotations
 
-import binascii
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -42,7 +41,7 @@ from ._errors import (
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
 from ._message import HeadersLike, Message, normalise_authority
 from ._signature_base import build_signature_base
-from ._signature_fields import _COMPONENT_CACHE, FAST_PAIR, Candidate, read_signatures
+from ._signature_fields import Candidate, match_canonical, read_signatures
 
 __all__ = ["DEFAULT_REQUIRED_COMPONENTS", "VerifiedSignature", "Verifier"]
 
@@ -98,6 +97,16 @@ def covers_content_digest(components: tuple[str, ...]) -> bool:
             _DIGEST_COVERAGE.clear()
         _DIGEST_COVERAGE[components] = found
     return found
+
+
+def _all_lowercase(headers: dict[str, str]) -> bool:
+    """Tell whether no header name has an upper-case letter (so no two fold together).
+
+    One join and one ``lower()`` (measured 0.4 µs for eight names, against
+    1.4 µs for ``str.islower`` on each name).
+    """
+    names = "".join(headers)
+    return names.lower() == names
 
 
 def _single_line_headers(headers: object) -> Mapping[str, str] | None:
@@ -485,14 +494,14 @@ class Verifier:
     ) -> VerifiedSignature | None:
         if self._fast_keys is None or type(url) is not str:
             return None
-        single = (
-            headers
-            if type(headers) is dict and all(map(str.islower, headers))
-            else _single_line_headers(headers)
-        )
-        if single is None:
-            return None
         try:
+            single = (
+                headers
+                if type(headers) is dict and _all_lowercase(headers)
+                else _single_line_headers(headers)
+            )
+            if single is None:
+                return None
             return self._fast_accept(method, url, single, now, has_body, body, check_digest)
         except TypeError:  # bytes where text was expected: the general path decides
             return None
@@ -535,23 +544,27 @@ class Verifier:
             or len(signatures) > self._max_field_bytes
         ):
             return None
-        # Both fields in one match: the same label, canonical shape; the regex
-        # also bounds keyid, nonce and tag to 1-256 characters.
-        match = FAST_PAIR.fullmatch(f"{inputs}\n{signatures}")
-        if match is None:
+        pair = match_canonical(inputs, signatures)
+        if pair is None:
             return None
-        groups = match.groups()
-        label, params_text, inner, created_text, key_id, alg, expires_text, nonce, tag = groups[:9]
-        encoded = groups[9]
-        covered = _COMPONENT_CACHE.get(inner)
+        (
+            label,
+            params_text,
+            covered,
+            created_text,
+            key_id,
+            alg,
+            expires_text,
+            nonce,
+            tag,
+            mac,
+        ) = pair
         key = keys.get(key_id)
         if (
-            covered is None
-            or covered.template is None
+            covered.template is None
             or key is None
             or (nonce is None and self._require_nonce)
             or (alg is not None and alg != key.algorithm)
-            or len(encoded) % 4  # unpadded: the general parser decides
             or len(covered.components) > self._max_components
         ):
             return None
@@ -587,27 +600,28 @@ class Verifier:
             authority = normalise_authority(authority, scheme)
         else:
             authority = authority.lower()
-        values = [headers.get(name) for name in covered.header_names]  # type: ignore[union-attr]
-        if None in values:
-            return None
         # The arguments follow DERIVED_SLOTS; RFC 9421 §2.2.6 and §2.2.7 for
-        # the empty path and the absent query.
-        base = covered.template.format(
-            method,
-            authority,
-            path or "/",
-            scheme,
-            query or "?",
-            *[value.strip(" \t") for value in values],  # type: ignore[union-attr]
-            params_text,
+        # the empty path and the absent query. An absent header reads as "\r",
+        # which the check below refuses like any other carriage return.
+        base = covered.template % covered.arrange(  # type: ignore[misc]
+            (
+                method,
+                authority,
+                path or "/",
+                scheme,
+                query or "?",
+                *[headers.get(name, "\r").strip(" \t") for name in covered.header_names],  # type: ignore[union-attr]
+                params_text,
+            )
         )
         # Any line break or non-ASCII character: the general path explains it.
-        if base.count("\n") != len(covered.components) or "\r" in base or not base.isascii():
+        if base.count("\n") != len(covered.components) or "\r" in base:
             return None
-        # Alphabet and padding were matched, so this decodes exactly as the
-        # general parser decodes it.
-        mac = binascii.a2b_base64(encoded)
-        if not key.verify_mac(base.encode("ascii"), mac):
+        try:
+            data = base.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        if not key.verify_mac(data, mac):
             # Everything before the MAC passed, so the general path would reach
             # this same comparison and fail it: say so now rather than pay twice.
             raise InvalidSignature(
