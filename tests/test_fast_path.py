@@ -93,7 +93,14 @@ def _mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     value = headers[name]
     if value:
         at = data.draw(st.integers(0, len(value) - 1))
-        char = data.draw(st.characters(min_codepoint=0x20, max_codepoint=0x7E))
+        # Mostly printable ASCII; sometimes a control or non-ASCII character,
+        # which only the general path may judge.
+        char = data.draw(
+            st.one_of(
+                st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+                st.characters(max_codepoint=0x2FF, exclude_characters="\n\r"),
+            )
+        )
         headers[name] = value[:at] + char + value[at + 1 :]
     return {**request, "headers": headers}
 
@@ -129,3 +136,44 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
     assert fast == GeneralOnly({"client-1": SECRET}).verify(
         "POST", URLS[1], headers, b"{}", now=NOW
     )
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "sig1=:\xff\xfe:",  # non-ASCII (as latin-1 decoding gives it)
+        "sig1=:YWJj",  # no closing colon
+        "sig1=:YWJjZA:",  # unpadded: valid, for the full parser to read
+        "sig1=:YW=j:",  # padding in the middle
+        "sig1=::",  # empty
+        "sig2=:YWJj:",  # another label
+    ],
+)
+def test_fast_path_defers_odd_signature_values(signature: str) -> None:
+    """Odd Signature values get exactly the general path's answer, never an exception."""
+    signer = Signer(HMACKey("client-1", SECRET))
+    headers = signer.sign("GET", URLS[0], {}, None, now=NOW) | {"Signature": signature}
+    verifier = Verifier({"client-1": SECRET})
+    verifier.verify("GET", URLS[0], signer.sign("GET", URLS[0], {}, None, now=NOW), now=NOW)
+    expected = _outcome(
+        GeneralOnly({"client-1": SECRET}),
+        {"method": "GET", "url": URLS[0], "headers": headers, "body": None},
+    )
+    assert expected[0] == "error"
+    assert (
+        _outcome(verifier, {"method": "GET", "url": URLS[0], "headers": headers, "body": None})
+        == expected
+    )
+
+
+def test_fast_path_defers_names_that_fold_together() -> None:
+    """A dict with two spellings of one covered header is judged by the general path."""
+    signer = Signer(HMACKey("client-1", SECRET))
+    headers = {"content-type": "application/json"}
+    headers |= signer.sign("POST", URLS[0], headers, b"{}", now=NOW)
+    request = {"method": "POST", "url": URLS[0], "body": b"{}"}
+    verifier = Verifier({"client-1": SECRET})
+    assert _outcome(verifier, {**request, "headers": headers})[0] == "ok"
+    doubled = {**headers, "Content-Type": "text/plain"}
+    # Both lines count (RFC 9421 §2.1): the signed value was one line only.
+    assert _outcome(verifier, {**request, "headers": doubled}) == ("error", "invalid_signature")
