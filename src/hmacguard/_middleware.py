@@ -307,7 +307,8 @@ class SignatureMiddleware:
         except (AttributeError, TypeError, ValueError):
             raise MalformedRequest("the server gave headers that are not byte pairs") from None
         headers: dict[str, str] | list[tuple[bytes, bytes]]
-        if len(single) == len(raw) and all(map(str.islower, single)):
+        names = "".join(single)
+        if len(single) == len(raw) and names.lower() == names:
             headers = single
             if "trailer" in single:
                 raise MalformedRequest(_NO_TRAILERS)

@@ -130,10 +130,13 @@ def _single_line_headers(headers: object) -> Mapping[str, str] | None:
     else:
         return None
     try:
-        # str.islower: every cased character is lowercase, so lower() is a no-op.
-        return grouped if all(map(str.islower, grouped)) else None
+        # No upper-case character in any name, so no two names fold together:
+        # one join and one lower() (0.4 µs for eight names; str.islower on
+        # each name took 1.4 µs).
+        names = "".join(grouped)
     except TypeError:  # a bytes name in a dict
         return None
+    return grouped if names.lower() == names else None
 
 
 def _text_param(params: Mapping[str, object], name: str, label: str) -> str | None:
@@ -497,14 +500,7 @@ class Verifier:
         if self._fast_keys is None or type(url) is not str:
             return None
         try:
-            if type(headers) is dict:
-                # No upper-case name, so no two names fold together: one join
-                # and one lower() (0.4 µs for eight names; str.islower on
-                # each name took 1.4 µs).
-                names = "".join(headers)
-                single = headers if names.lower() == names else _single_line_headers(headers)
-            else:
-                single = _single_line_headers(headers)
+            single = _single_line_headers(headers)
             if single is None:
                 return None
             return self._fast_accept(method, url, single, now, has_body, body, check_digest)
