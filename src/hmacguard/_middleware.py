@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any, TypeAlias
 
 from ._content_digest import DigestVerifier, verify_content_digest
+from ._deadlines import Deadlines
 from ._error_response import ErrorResponder, accept_signature
 from ._errors import (
     BodyTimeout,
@@ -187,6 +188,7 @@ class SignatureMiddleware:
         ):
             raise ValueError("body_timeout is a positive number of seconds, or None")
         self._body_timeout = body_timeout
+        self._deadlines = None if body_timeout is None else Deadlines(float(body_timeout))
         if scheme is not None and scheme not in ("http", "https"):
             raise ValueError('scheme must be "http" or "https"')
         self._scheme = scheme
@@ -353,29 +355,23 @@ class SignatureMiddleware:
     ) -> bytes | None:
         """:meth:`_read_body` within ``body_timeout`` seconds, else :class:`BodyTimeout`.
 
-        A timer cancels this task when the time is up (cheaper than wrapping
-        every receive() in a timeout); only that cancellation becomes a 408.
-        Outside asyncio (trio) there is no timer, and the server's own limits
-        apply.
+        The read is watched by :class:`Deadlines`, which cancels this task
+        when the time is up (one timer per event loop, not one per request);
+        only that cancellation becomes a 408. Outside asyncio (trio) there is
+        no watch, and the server's own limits apply.
         """
         try:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task()
         except RuntimeError:  # not under asyncio (e.g. trio): no timer to set
             task = None
-        if task is None:
+        if task is None or self._deadlines is None:
             return await self._read_body(receive, verified, digest)
-        expired: list[bool] = []
-
-        def expire() -> None:
-            expired.append(True)
-            task.cancel()
-
-        timer = loop.call_later(self._body_timeout, expire)  # type: ignore[arg-type]
+        watch = self._deadlines.watch(loop, task)
         try:
             return await self._read_body(receive, verified, digest)
         except asyncio.CancelledError:
-            if not expired:
+            if not watch.expired:
                 raise
             uncancel = getattr(task, "uncancel", None)  # Python 3.11+
             if uncancel is not None:
@@ -386,7 +382,7 @@ class SignatureMiddleware:
                 key_id=verified.key_id,
             ) from None
         finally:
-            timer.cancel()
+            self._deadlines.finish(watch)
 
     async def _read_body(
         self, receive: Receive, verified: VerifiedSignature, digest: str | None

@@ -1,0 +1,94 @@
+"""Deadlines: one timer per event loop cancels body reads that outlive the timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hmacguard._deadlines import Deadlines, Watch
+
+TIMEOUT = 0.05
+
+
+async def _read(deadlines: Deadlines, stall: float) -> Watch:
+    """A body read that takes ``stall`` seconds, watched; returns its watch."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    watch = deadlines.watch(loop, task)
+    try:
+        await asyncio.sleep(stall)
+    except asyncio.CancelledError:
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+    finally:
+        deadlines.finish(watch)
+    return watch
+
+
+async def test_a_read_past_its_deadline_is_cancelled() -> None:
+    """A read still running at its deadline has expired set and its task cancelled."""
+    deadlines = Deadlines(TIMEOUT)
+    started = asyncio.get_running_loop().time()
+    watch = await _read(deadlines, stall=5.0)
+    assert watch.expired
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_read_that_finishes_in_time_is_left_alone() -> None:
+    """A read that ends before its deadline is never cancelled, even after the deadline passes."""
+    deadlines = Deadlines(TIMEOUT)
+    watch = await _read(deadlines, stall=0.0)
+    await asyncio.sleep(TIMEOUT * 3)  # the sweep runs and finds nothing to cancel
+    assert not watch.expired
+    assert not watch.queue
+
+
+async def test_finished_reads_do_not_pile_up() -> None:
+    """Reads that finish in order leave the queue at once: it stays empty under load."""
+    deadlines = Deadlines(30.0)
+    watches = [await _read(deadlines, stall=0.0) for _ in range(1000)]
+    assert not watches[-1].queue
+    assert not any(watch.expired for watch in watches)
+
+
+async def test_a_stalled_read_does_not_affect_the_reads_behind_it() -> None:
+    """Only the stalled read is cancelled; quick reads started after it complete normally."""
+    deadlines = Deadlines(TIMEOUT)
+    stalled = asyncio.create_task(_read(deadlines, stall=5.0))
+    await asyncio.sleep(0)
+    quick = [await _read(deadlines, stall=0.0) for _ in range(10)]
+    assert len(quick[0].queue) == 11  # queued behind the stalled read until it leaves
+    assert (await stalled).expired
+    assert not any(watch.expired for watch in quick)
+    assert not quick[0].queue
+
+
+async def test_reads_started_later_get_their_own_full_timeout() -> None:
+    """A read that starts near another's deadline is not cut short by that deadline."""
+    deadlines = Deadlines(0.2)
+    first = asyncio.create_task(_read(deadlines, stall=5.0))
+    await asyncio.sleep(0.15)
+    second = asyncio.create_task(_read(deadlines, stall=0.1))  # ends at ~0.25 s, due at ~0.35 s
+    assert (await first).expired
+    assert not (await second).expired
+
+
+def test_each_event_loop_has_its_own_queue() -> None:
+    """One Deadlines serves successive event loops (as tests and reloads create them)."""
+    deadlines = Deadlines(TIMEOUT)
+    for _ in range(3):
+        assert asyncio.run(_read(deadlines, stall=5.0)).expired
+        assert not asyncio.run(_read(deadlines, stall=0.0)).expired
+
+
+@pytest.mark.parametrize("concurrent", [2, 50])
+async def test_concurrent_stalled_reads_all_expire(concurrent: int) -> None:
+    """Every stalled read among many concurrent ones is cancelled, each within the timeout."""
+    deadlines = Deadlines(TIMEOUT)
+    started = asyncio.get_running_loop().time()
+    watches = await asyncio.gather(*(_read(deadlines, stall=5.0) for _ in range(concurrent)))
+    assert all(watch.expired for watch in watches)
+    assert asyncio.get_running_loop().time() - started < 1.0
