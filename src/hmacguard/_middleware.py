@@ -176,6 +176,7 @@ class SignatureMiddleware:
         self._memory = self._store if type(self._store) is MemoryNonceStore else None
         self._ttl = float(self._verifier.nonce_ttl)
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
+        self._any_exempt = bool(self._exact or self._prefixes or self._exempt_call)
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise TypeError("max_body_size must be an int")
         if max_body_size < 0:
@@ -228,7 +229,9 @@ class SignatureMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or self._is_exempt(scope):  # noqa: PLR1714
+        if (kind != "http" and kind != "websocket") or (  # noqa: PLR1714
+            self._any_exempt and self._is_exempt(scope)
+        ):
             await self.app(scope, receive, send)
             return
         try:
@@ -265,7 +268,10 @@ class SignatureMiddleware:
                 if len(scope["headers"]) != header_count:
                     # Fields appended while the body was read: trailers.
                     raise MalformedRequest(_NO_TRAILERS)
-            await self._check_replay(verified)
+            if self._memory is not None:
+                self._check_replay_in_memory(verified, self._memory)
+            else:
+                await self._check_replay(verified)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -444,22 +450,20 @@ class SignatureMiddleware:
         store = self._store
         if nonce is None or store is None:
             return
-        key = nonce_key(verified.key_id, nonce)
         try:
-            if self._memory is not None:
-                fresh = self._memory.add_sync(key, self._ttl)
-            else:
-                fresh = await store.add(key, self._ttl)
+            fresh = await store.add(nonce_key(verified.key_id, nonce), self._ttl)
         except NonceStoreUnavailable:
             raise
         except Exception as exc:
             raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
         if not fresh:
-            raise Replayed(
-                "this (key id, nonce) pair was already accepted",
-                label=verified.label,
-                key_id=verified.key_id,
-            )
+            raise _replayed(verified)
+
+    def _check_replay_in_memory(self, verified: VerifiedSignature, store: MemoryNonceStore) -> None:
+        """:meth:`_check_replay` for the memory store: no await, no coroutine."""
+        nonce = verified.nonce
+        if nonce is not None and not store.add_sync(nonce_key(verified.key_id, nonce), self._ttl):
+            raise _replayed(verified)
 
     async def _reject(
         self, scope: Scope, receive: Receive, send: Send, error: VerificationError
@@ -495,6 +499,14 @@ class SignatureMiddleware:
             return self._verifier.signature_base(method, url, headers)
         except Exception:  # debugging aid only: no base to show
             return None
+
+
+def _replayed(verified: VerifiedSignature) -> Replayed:
+    return Replayed(
+        "this (key id, nonce) pair was already accepted",
+        label=verified.label,
+        key_id=verified.key_id,
+    )
 
 
 class _Replay:
