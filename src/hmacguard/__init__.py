@@ -3,9 +3,16 @@
 RFC 9421 HTTP Message Signatures (``hmac-sha256``) with RFC 9530
 ``Content-Digest``. The core, imported here, needs only the standard library:
 it signs and verifies plain values (method, URL, headers, body) and does no I/O.
+
+Two names need an extra and are imported on first use, so ``import hmacguard``
+never loads a third-party package: :class:`HMACAuth` (``hmacguard[httpx]``) and
+:class:`RedisNonceStore` (``hmacguard[redis]``).
 """
 
 from __future__ import annotations
+
+import importlib
+import typing
 
 from ._algorithms import MIN_KEY_BYTES as MIN_KEY_BYTES
 from ._content_digest import DigestVerifier as DigestVerifier
@@ -41,7 +48,24 @@ from ._verifier import DEFAULT_REQUIRED_COMPONENTS as DEFAULT_REQUIRED_COMPONENT
 from ._verifier import VerifiedSignature as VerifiedSignature
 from ._verifier import Verifier as Verifier
 
+if typing.TYPE_CHECKING:
+    from ._httpx_auth import HMACAuth as HMACAuth
+    from ._redis_nonce_store import RedisNonceStore as RedisNonceStore
+
 __version__ = "0.1.0.dev0"
+
+# Names whose modules import an extra: loaded by __getattr__ on first use.
+_LAZY = {"HMACAuth": "._httpx_auth", "RedisNonceStore": "._redis_nonce_store"}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hmacguard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_COMPONENTS",
@@ -52,6 +76,7 @@ __all__ = [
     "DigestMismatch",
     "DigestVerifier",
     "Expired",
+    "HMACAuth",
     "HMACKey",
     "InsufficientCoverage",
     "InvalidParameters",
@@ -66,6 +91,7 @@ __all__ = [
     "NonceStore",
     "NonceStoreUnavailable",
     "NotYetValid",
+    "RedisNonceStore",
     "Replayed",
     "SignatureMiddleware",
     "Signer",

@@ -1,0 +1,139 @@
+"""What the httpx and requests adapters share: the signer, signing as sent, redirects.
+
+Sans-IO and standard library only, like the core: each adapter reads its
+library's request (method, scheme, the ``Host`` it will send, the raw target,
+the header lines and the exact body bytes), calls :func:`sign_request`, and
+writes the returned fields back. The URL is rebuilt exactly as the server
+rebuilds it (``f"{scheme}://{host}{target}"``), so both ends sign the same
+``@authority``, ``@path`` and ``@query``.
+
+Redirects: a signature covers one method, authority, path, query and body, so
+it is worth nothing on the next hop of a redirect, except to whoever receives
+it. The adapters therefore re-sign a hop to the origin they signed for and
+strip the fields they added from a hop anywhere else (:func:`remove_fields`,
+:func:`origin`).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from ._keys import HMACKey
+from ._message import HeadersLike
+from ._signer import Signer
+
+__all__ = [
+    "RedirectWarning",
+    "make_signer",
+    "origin",
+    "remove_fields",
+    "sign_request",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class RedirectWarning(UserWarning):
+    """The HTTP client re-sent a signature on a redirect it followed by itself.
+
+    The hop carried a signature made for the first request: another origin
+    received it, or the same origin got a signature for another URL, which it
+    rejects. Let the auth follow redirects instead (``follow_redirects=True``
+    on the auth, not on the client).
+    """
+
+
+def make_signer(
+    key_id: str | None,
+    secret: bytes | bytearray | memoryview | str | None,
+    signer: Signer | None,
+    algorithm: str | None,
+    options: Mapping[str, Any],
+) -> Signer:
+    """Return the :class:`Signer` an auth signs with.
+
+    Either ``signer`` (a ready Signer, and nothing else), or ``key_id`` and
+    ``secret`` (bytes or base64 text) with an optional ``algorithm`` and the
+    Signer's keyword options. Errors name the argument, never the secret.
+
+    Raises:
+        TypeError: both or neither of a Signer and key material, a wrong type,
+            or an unknown Signer option.
+        ValueError: a secret shorter than the algorithm needs, a bad key id or
+            a bad Signer option value (from :class:`HMACKey` and :class:`Signer`).
+    """
+    if signer is not None:
+        if key_id is not None or secret is not None or algorithm is not None or options:
+            raise TypeError(
+                "give either signer= or key_id and secret (with Signer options), not both"
+            )
+        if not isinstance(signer, Signer):
+            raise TypeError(f"signer must be a hmacguard.Signer, not {type(signer).__name__}")
+        return signer
+    if key_id is None or secret is None:
+        raise TypeError("give key_id and secret (bytes or base64 text), or signer=")
+    key = HMACKey(key_id, secret, algorithm or "hmac-sha256")
+    return Signer(key, **options)
+
+
+def sign_request(
+    signer: Signer,
+    method: str,
+    scheme: str,
+    host: str,
+    target: str | bytes,
+    headers: HeadersLike,
+    body: bytes,
+) -> dict[str, str]:
+    """Sign a request as it goes on the wire and return the fields to set on it.
+
+    Args:
+        signer: the signer.
+        method: the method as sent.
+        scheme: ``"http"`` or ``"https"``: the scheme of the URL requested.
+        host: the ``Host`` header the client sends (the URL's authority unless
+            the caller set one).
+        target: the request target as sent: the raw, still percent-encoded
+            path, with ``?query`` when the URL has one (even an empty one).
+        headers: the request's header lines.
+        body: the exact body bytes.
+
+    Returns:
+        ``Signature-Input`` and ``Signature``, and ``Content-Digest`` when the
+        signature covers the body; each replaces any field of that name.
+    """
+    path = target.decode("latin-1") if isinstance(target, bytes) else target
+    # The server rebuilds the URL the same way from Host and the raw target
+    # (SignatureMiddleware._request), so the two ends cannot disagree on it.
+    return signer.sign(method, f"{scheme}://{host}{path}", headers, body)
+
+
+def remove_fields(headers: MutableMapping[str, Any], added: Mapping[str, str]) -> None:
+    """Delete each field in ``added`` whose value in ``headers`` is still the one added.
+
+    A field the caller set itself (a ``Content-Digest`` the signer did not
+    compute) or changed since is left alone.
+    """
+    for name, value in added.items():
+        current = headers.get(name)
+        if isinstance(current, bytes):
+            current = current.decode("latin-1")
+        if current == value:
+            del headers[name]
+
+
+def origin(url: str) -> tuple[str, str | None, int | None]:
+    """The origin of an absolute URL: lowercase scheme and host, and the port (default filled in).
+
+    Two URLs share an origin when all three parts are equal (RFC 6454 §4); an
+    ``http`` to ``https`` upgrade is another origin.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number: no origin matches it
+        port = -1
+    return scheme, parts.hostname, _DEFAULT_PORTS.get(scheme) if port is None else port

@@ -1,0 +1,224 @@
+"""HMACAuth for ``requests``: sign each prepared request as it goes on the wire.
+
+Needs the ``requests`` extra (``pip install "hmacguard[requests]"``)::
+
+    from hmacguard.requests import HMACAuth
+
+    session = requests.Session()
+    session.auth = HMACAuth("client-1", secret)
+    session.post("https://api.example/v1/items", json={"name": "widget"})
+
+A streamed body (a generator, an iterator or a file) is read into bytes once,
+to hash it, and sent as those bytes with a ``Content-Length`` instead of
+``Transfer-Encoding: chunked``.
+
+Redirects: requests re-sends the headers of the first request on every hop
+and never calls the auth again, so a response hook removes the signature
+fields from the request a redirect answered before requests copies it. With
+``follow_redirects=True`` the hook also signs the next hop when it goes to the
+origin first signed for.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+try:
+    import requests
+    import requests.compat
+    from requests.auth import AuthBase
+    from requests.cookies import RequestsCookieJar
+    from requests.models import DEFAULT_REDIRECT_LIMIT, PreparedRequest, Response
+    from requests.sessions import SessionRedirectMixin
+except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
+    raise ImportError('HMACAuth needs requests: pip install "hmacguard[requests]"') from exc
+
+from ._client import make_signer, origin, remove_fields, sign_request
+from ._signer import Signer
+
+__all__ = ["HMACAuth"]
+
+# How urllib3 encodes a str body or chunk: UTF-8 since urllib3 2, Latin-1
+# (through http.client) before.
+_TEXT_ENCODING = "latin-1" if getattr(requests.compat, "is_urllib3_1", False) else "utf-8"
+
+
+class HMACAuth(AuthBase):
+    """Sign every request a ``requests`` session sends (RFC 9421, ``hmac-sha256``).
+
+    Each request is signed when it is prepared, with a fresh ``created`` time
+    and nonce, over the method, the ``Host`` it is sent with, the
+    percent-encoded path and query, ``Content-Type`` when there is a body and
+    a ``Content-Digest`` of the exact body bytes.
+
+    Args:
+        key_id: the key id the server knows the secret by.
+        secret: the shared secret, as bytes or base64 text: at least 32 bytes
+            (64 for ``hmac-sha512``).
+        signer: a ready :class:`hmacguard.Signer`, instead of ``key_id`` and ``secret``.
+        algorithm: ``"hmac-sha256"`` (default) or ``"hmac-sha512"``.
+        follow_redirects: sign the next hop of a redirect to the origin first
+            signed for. Off (the default), every hop is sent unsigned, so a
+            hop to the same origin is refused by the server. A hop to another
+            origin is never signed.
+        **signer_options: options for :class:`hmacguard.Signer`.
+
+    Raises:
+        TypeError: both or neither of ``signer`` and key material.
+        ValueError: a secret shorter than the algorithm needs, or a bad
+            option value.
+    """
+
+    def __init__(
+        self,
+        key_id: str | None = None,
+        secret: bytes | bytearray | memoryview | str | None = None,
+        *,
+        signer: Signer | None = None,
+        algorithm: str | None = None,
+        follow_redirects: bool = False,
+        **signer_options: Any,
+    ) -> None:
+        self._signer = make_signer(key_id, secret, signer, algorithm, signer_options)
+        self.follow_redirects = bool(follow_redirects)
+
+    @property
+    def signer(self) -> Signer:
+        """The signer every request is signed with."""
+        return self._signer
+
+    def __repr__(self) -> str:
+        return (
+            f"HMACAuth(key_id={self._signer.key.key_id!r}, "
+            f"follow_redirects={self.follow_redirects!r})"
+        )
+
+    def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        """Sign ``r`` in place (replacing a signature this auth made before) and return it."""
+        hooks = {event: list(found) for event, found in r.hooks.items()}
+        # A copied request shares its hooks with the original: take a copy,
+        # and drop the guard of an earlier signature along with its fields.
+        responses = hooks.setdefault("response", [])
+        for hook in list(responses):
+            if isinstance(hook, _RedirectGuard) and hook.auth is self:
+                if hook.fields is not None:
+                    remove_fields(r.headers, hook.fields)
+                responses.remove(hook)
+        r.hooks = hooks
+        fields = self.sign(r)
+        r.register_hook("response", _RedirectGuard(self, _origin(r), fields))
+        return r
+
+    def sign(self, r: PreparedRequest) -> dict[str, str]:
+        """Sign ``r`` in place and return the fields set, without registering the redirect hook."""
+        body = _read_body(r)
+        method = r.method or "GET"
+        url = r.url or ""
+        # The Host urllib3 sends: the URL's host[:port], unless the caller set
+        # one; path_url is the target it sends (the path and ?query of r.url).
+        parts = urllib.parse.urlsplit(url)
+        host = r.headers.get("Host") or parts.netloc.rpartition("@")[2]
+        headers = [(name, _text(value)) for name, value in r.headers.items()]
+        fields = sign_request(
+            self._signer, method, parts.scheme, _text(host), r.path_url, headers, body
+        )
+        r.headers.update(fields)
+        return fields
+
+
+class _RedirectGuard:
+    """The response hook that keeps a signature off the next hop of a redirect.
+
+    requests copies the request a redirect answered to make the next hop,
+    and it shares this hook with every copy; so the hook sees each response of
+    one redirect chain in turn, and ``fields`` are the signature fields the
+    chain's current request carries (None once a hop went out unsigned).
+    """
+
+    def __init__(self, auth: HMACAuth, signed_origin: object, fields: dict[str, str]) -> None:
+        self.auth = auth
+        self.origin = signed_origin
+        self.fields: dict[str, str] | None = fields
+
+    def __call__(self, response: Response, *args: Any, **kwargs: Any) -> Response:
+        fields = self.fields
+        if fields is None or not response.is_redirect:
+            return response
+        request = response.request
+        if _text(request.headers.get("Signature", "")) != fields["Signature"]:
+            return response  # not the request this chain signed
+        # requests builds the next hop from this request, after this hook.
+        remove_fields(request.headers, fields)
+        self.fields = None
+        if not self.auth.follow_redirects:
+            return response
+        hop = _next_hop(response)
+        if hop is None or _origin(hop) != self.origin:
+            return response
+        # Sign the hop requests will send (the same code computes it) and put
+        # the fields on the request it will be copied from.
+        self.fields = self.auth.sign(hop)
+        request.headers.update(self.fields)
+        return response
+
+
+class _Redirects(SessionRedirectMixin):
+    """requests' own redirect logic, without a session's environment (no netrc, no proxies)."""
+
+    max_redirects = DEFAULT_REDIRECT_LIMIT
+    trust_env = False
+
+    def __init__(self) -> None:
+        self.cookies = RequestsCookieJar()
+
+
+def _next_hop(response: Response) -> PreparedRequest | None:
+    """The request requests will send next for a redirect: URL, method and body."""
+    hops: Iterable[Any] = _Redirects().resolve_redirects(
+        response, response.request, yield_requests=True
+    )
+    hop = next(iter(hops), None)
+    return hop if isinstance(hop, PreparedRequest) else None
+
+
+def _origin(r: PreparedRequest) -> object:
+    return origin(r.url or "")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _read_body(r: PreparedRequest) -> bytes:
+    """Return the body bytes as sent, replacing a str, buffer or streamed body with them."""
+    body: Any = r.body
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    streamed = False
+    if isinstance(body, str):
+        data = body.encode(_TEXT_ENCODING)
+    elif isinstance(body, (bytearray, memoryview)):
+        data = bytes(body)
+    elif hasattr(body, "read"):
+        # A file: what is left of it from its current position, as urllib3 sends it.
+        chunk = body.read()
+        data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        streamed = True
+    else:
+        data = b"".join(
+            chunk.encode(_TEXT_ENCODING) if isinstance(chunk, str) else bytes(chunk)
+            for chunk in body
+        )
+        streamed = True
+    r.body = data
+    if streamed:
+        # It would have gone out chunked; the bytes go out with their length.
+        r.headers.pop("Transfer-Encoding", None)
+        r.headers["Content-Length"] = str(len(data))
+        # requests rewinds a file to this position for a redirect: bytes need not be.
+        r._body_position = None
+    return data

@@ -1,0 +1,386 @@
+"""hmacguard.requests.HMACAuth: signing prepared requests, round trips, redirects.
+
+Requests go through a ``requests`` session whose transport adapter hands each prepared
+request to an ASGI app in process (``ASGIAdapter``): the method, ``path_url`` as the
+target, the headers plus the ``Host`` urllib3 would add, and the body bytes. The app is
+``TwoOrigins`` from ``tests/test_client.py``: ``api.example`` behind the middleware
+(with ``/go?code=...&to=...`` redirecting anywhere) and ``evil.example`` recording what
+it receives. The same adapter over a real socket is in ``tests/test_client_uvicorn.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+import hmacguard
+from asgi_helpers import KEYS, NOW, SECRET, call
+from hmacguard import HMACKey, Signer, Verifier
+from hmacguard.requests import HMACAuth
+from test_client import TwoOrigins, _run
+
+BODY = b'{"item": "widget", "qty": 3}'
+ORIGIN = "http://api.example"
+NONCE = re.compile(r';nonce="([^"]+)"')
+
+
+def make_auth(**options: Any) -> HMACAuth:
+    """An HMACAuth for client-1 that signs at ``NOW``."""
+    options.setdefault("clock", lambda: NOW)
+    return HMACAuth("client-1", SECRET, **options)
+
+
+def wire_host(url: str) -> str:
+    """The Host header urllib3 sends for ``url``: host, and the port unless the default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+class ASGIAdapter(BaseAdapter):
+    """A requests transport that calls an ASGI app in process with what urllib3 would send.
+
+    ``sent`` keeps, for every request, the method, URL and a copy of the headers and body.
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        assert body is None or isinstance(body, bytes), "the auth sends bytes"
+        url = request.url or ""
+        host = request.headers.get("Host") or wire_host(url)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "host"]
+        self.sent.append(
+            {"method": request.method, "url": url, "headers": dict(request.headers), "body": body}
+        )
+        exchange = asyncio.run(
+            call(self.app, request.method or "", request.path_url, headers, body or b"", host=host)
+        )
+        response = requests.Response()
+        response.status_code = exchange.status_code or 500
+        response.headers = CaseInsensitiveDict(exchange.headers)
+        response._content = exchange.body
+        response.encoding = "utf-8"
+        response.url = url
+        response.request = request
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def session_for(app: Any, auth: HMACAuth | None = None) -> tuple[requests.Session, ASGIAdapter]:
+    """A session whose http:// requests go to ``app`` in process, signed by ``auth``."""
+    session = requests.Session()
+    adapter = ASGIAdapter(app)
+    session.mount("http://", adapter)
+    session.auth = auth
+    return session, adapter
+
+
+def nonce_of(headers: Any) -> str:
+    """The nonce in a Signature-Input header."""
+    found = NONCE.search(headers["Signature-Input"])
+    assert found is not None
+    return found[1]
+
+
+# -- signing a prepared request ----------------------------------------------------------
+
+
+def verify(prepared: requests.PreparedRequest, **policy: Any) -> hmacguard.VerifiedSignature:
+    """Verify a prepared request as the server rebuilds it from the wire."""
+    url = prepared.url or ""
+    host = prepared.headers.get("Host") or wire_host(url)
+    target = f"{urlsplit(url).scheme}://{host}{prepared.path_url}"
+    headers = list(prepared.headers.items())
+    body = prepared.body
+    assert body is None or isinstance(body, bytes)
+    return Verifier(KEYS, **policy).verify(prepared.method, target, headers, body, now=NOW)
+
+
+def test_prepared_request_is_signed_over_method_target_host_and_body() -> None:
+    """prepare() with the auth adds the three fields over the encoded URL, Host and body."""
+    prepared = requests.Request(
+        "POST",
+        "http://API.Example:80/t/a b/café?q=a+b&x=é",
+        json={"a": 1},
+        auth=make_auth(nonce=lambda: "n-1"),
+    ).prepare()
+    assert prepared.headers["Signature-Input"] == (
+        'sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest")'
+        f';created={NOW};keyid="client-1";nonce="n-1"'
+    )
+    assert prepared.path_url == "/t/a%20b/caf%C3%A9?q=a+b&x=%C3%A9"
+    assert verify(prepared).components[-1] == "content-digest"
+
+
+def test_user_set_host_header_is_signed() -> None:
+    """A Host header set by the caller is what urllib3 sends, so it is the signed authority."""
+    prepared = requests.Request(
+        "GET", "http://10.0.0.7:8080/t", headers={"Host": "api.internal"}, auth=make_auth()
+    ).prepare()
+    assert verify(prepared).key_id == "client-1"
+    headers = [(k, v) for k, v in prepared.headers.items() if k != "Host"]
+    with pytest.raises(hmacguard.VerificationError) as caught:
+        Verifier(KEYS).verify("GET", "http://10.0.0.7:8080/t", headers, now=NOW)
+    assert caught.value.reason == "invalid_signature"
+
+
+def test_userinfo_in_the_url_is_not_part_of_the_authority() -> None:
+    """user:pass@ in the URL is not sent in Host, so the signed authority leaves it out."""
+    prepared = requests.Request("GET", "http://u:p@api.example/t", auth=make_auth()).prepare()
+    assert verify(prepared).key_id == "client-1"
+
+
+def test_generator_body_is_read_once_and_sent_as_bytes_with_a_length() -> None:
+    """A generator body is consumed once and replaced by its bytes, Content-Length framed."""
+    pulls: list[bytes] = []
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in (b"one,", b"two,", b"three"):
+            pulls.append(chunk)
+            yield chunk
+
+    prepared = requests.Request("PUT", ORIGIN + "/t", data=chunks(), auth=make_auth()).prepare()
+    assert pulls == [b"one,", b"two,", b"three"]
+    assert prepared.body == b"one,two,three"
+    assert "Transfer-Encoding" not in prepared.headers
+    assert prepared.headers["Content-Length"] == "13"
+    assert verify(prepared).components[-1] == "content-digest"
+
+
+@pytest.mark.parametrize(
+    ("data", "sent"),
+    [
+        ("héllo wörld", "héllo wörld".encode()),
+        (io.BytesIO(b"file body"), b"file body"),
+        (io.StringIO("text file é"), "text file é".encode()),
+        (bytearray(b"buffer"), b"buffer"),
+        (iter(["str ", "chunks é"]), "str chunks é".encode()),
+    ],
+    ids=["str", "binary-file", "text-file", "bytearray", "str-iterator"],
+)
+def test_non_bytes_bodies_are_signed_as_urllib3_encodes_them(data: Any, sent: bytes) -> None:
+    """str, file, buffer and str-chunk bodies become the bytes urllib3 would send (UTF-8)."""
+    prepared = requests.Request("POST", ORIGIN + "/t", data=data, auth=make_auth()).prepare()
+    assert prepared.body == sent
+    assert prepared.headers["Content-Length"] == str(len(sent))
+    assert verify(prepared).key_id == "client-1"
+
+
+def test_calling_the_auth_again_replaces_the_signature() -> None:
+    """Signing one prepared request twice leaves one signature, with a new nonce."""
+    auth = make_auth()
+    prepared = requests.Request("POST", ORIGIN + "/t", data=BODY, auth=auth).prepare()
+    first = nonce_of(prepared.headers)
+    auth(prepared)
+    assert nonce_of(prepared.headers) != first
+    assert verify(prepared).key_id == "client-1"
+    guards = [
+        hook for hook in prepared.hooks["response"] if type(hook).__name__ == "_RedirectGuard"
+    ]
+    assert len(guards) == 1
+
+
+def test_repr_hides_the_secret_and_construction_rules_are_shared() -> None:
+    """repr shows the key id only; a short key and two kinds of key material are refused."""
+    assert repr(make_auth()) == "HMACAuth(key_id='client-1', follow_redirects=False)"
+    with pytest.raises(ValueError, match="needs at least 32"):
+        HMACAuth("client-1", b"short")
+    with pytest.raises(TypeError, match="not both"):
+        HMACAuth("client-1", SECRET, signer=Signer(HMACKey("client-1", SECRET)))
+    assert HMACAuth(signer=make_auth().signer).signer.key.key_id == "client-1"
+
+
+def test_missing_requests_extra_names_the_pip_install() -> None:
+    """Without requests, importing hmacguard.requests names the extra to install."""
+    result = _run(
+        """
+        import sys
+        sys.modules["requests"] = None
+        import hmacguard
+        try:
+            import hmacguard.requests
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'HMACAuth needs requests: pip install "hmacguard[requests]"'
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+def _files() -> dict[str, Any]:
+    return {"upload": ("notes.txt", b"line one\nline two\n", "text/plain")}
+
+
+BODIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "none": dict,
+    "data-bytes": lambda: {"data": BODY},
+    "data-str": lambda: {"data": "héllo"},
+    "json": lambda: {"json": {"a": [1, "é"]}},
+    "data-form": lambda: {"data": {"a": "1 2", "b": ["x", "y&z"]}},
+    "files-multipart": lambda: {"files": _files(), "data": {"k": "v"}},
+    "generator": lambda: {"data": (chunk for chunk in (b"a", b"bc", b""))},
+    "file": lambda: {"data": io.BytesIO(BODY * 100)},
+}
+
+
+@pytest.mark.parametrize("body", list(BODIES))
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+def test_round_trip_every_method_and_body_kind(method: str, body: str) -> None:
+    """Each method with each body kind is accepted, and the app gets the bytes sent."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth())
+    response = session.request(method, ORIGIN + "/t/a b?x=1&x=2", **BODIES[body]())
+    assert response.status_code == 200, response.text
+    seen = origins.echo.seen[-1]
+    assert (seen["method"], seen["raw_path"], seen["query"]) == (method, "/t/a%20b", "x=1&x=2")
+    assert seen["sha256"] == hashlib.sha256(adapter.sent[-1]["body"] or b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("url", "raw_path", "query"),
+    [
+        ("/t/café", "/t/caf%C3%A9", ""),
+        ("/t/a%2Fb;c=d", "/t/a%2Fb;c=d", ""),
+        ("/t?q=a+b&q=a%20b", "/t", "q=a+b&q=a%20b"),
+        ("/t?", "/t", ""),
+    ],
+)
+def test_threat_U1_U2_paths_and_queries_round_trip(url: str, raw_path: str, query: str) -> None:
+    """Unicode, %2F, ';', '+' and an empty query verify as requests sends them."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth())
+    response = session.post(ORIGIN + url, data=BODY)
+    assert response.status_code == 200, response.text
+    seen = origins.echo.seen[-1]
+    assert (seen["raw_path"], seen["query"]) == (raw_path, query)
+
+
+def test_two_requests_never_share_a_nonce_and_a_replay_is_rejected() -> None:
+    """Twenty sends carry twenty nonces; re-sending one prepared request unchanged is replayed."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth())
+    responses = [session.post(ORIGIN + "/t", data=BODY) for _ in range(20)]
+    assert [r.status_code for r in responses] == [200] * 20
+    assert len({nonce_of(sent["headers"]) for sent in adapter.sent}) == 20
+    replay = session.send(responses[0].request)  # send() does not run the auth again
+    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
+    assert origins.echo.count == 20
+
+
+# -- redirects -----------------------------------------------------------------------------
+
+
+def test_redirect_default_sends_every_hop_unsigned() -> None:
+    """Default: requests follows, the hop goes out without the first request's signature."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth())
+    response = session.post(ORIGIN + "/go?to=/t/next", data=BODY)
+    assert (response.status_code, response.json()["reason"]) == (401, "missing_signature")
+    hop = adapter.sent[-1]["headers"]
+    assert not {"Signature", "Signature-Input", "Content-Digest"} & set(hop)
+    assert origins.echo.untouched()
+
+
+def test_follow_redirects_re_signs_a_same_origin_307_with_its_body() -> None:
+    """follow_redirects=True: the 307 hop is signed afresh over the same body and accepted."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth(follow_redirects=True))
+    response = session.post(ORIGIN + "/go?to=/t/next%20hop?z=1", data=BODY)
+    assert response.status_code == 200, response.text
+    seen = origins.echo.seen[-1]
+    assert (seen["method"], seen["raw_path"], seen["query"]) == ("POST", "/t/next%20hop", "z=1")
+    assert seen["sha256"] == hashlib.sha256(BODY).hexdigest()
+    first, hop = adapter.sent
+    assert nonce_of(first["headers"]) != nonce_of(hop["headers"])
+    assert [r.status_code for r in response.history] == [307]
+
+
+def test_follow_redirects_re_signs_a_file_body_without_rewinding() -> None:
+    """A file body, read once into bytes, is re-sent on a 307 without requests rewinding it."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth(follow_redirects=True))
+    response = session.put(ORIGIN + "/go?to=/t/file", data=io.BytesIO(BODY))
+    assert response.status_code == 200, response.text
+    assert origins.echo.seen[-1]["sha256"] == hashlib.sha256(BODY).hexdigest()
+
+
+def test_follow_redirects_303_becomes_a_signed_get() -> None:
+    """A 303 hop is a GET without body, signed without Content-Digest."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth(follow_redirects=True))
+    response = session.post(ORIGIN + "/go?code=303&to=/t/done", json={"a": 1})
+    assert response.status_code == 200, response.text
+    assert origins.echo.seen[-1]["method"] == "GET"
+    assert "Content-Digest" not in adapter.sent[-1]["headers"]
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_hop_to_another_origin_never_carries_the_signature(follow: bool) -> None:
+    """A redirect to another origin is sent without any signature field, in both modes."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth(follow_redirects=follow))
+    response = session.post(
+        ORIGIN + "/go?to=http://evil.example/steal", data=BODY, headers={"X-Keep": "1"}
+    )
+    assert response.json() == {"evil": True}
+    assert not origins.evil_saw_signature()
+    assert origins.received[0]["x-keep"] == "1"
+
+
+def test_follow_redirects_never_signs_after_the_chain_left_the_origin() -> None:
+    """A foreign origin redirecting back to the API gets an unsigned hop, which is refused."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth(follow_redirects=True))
+    back = "http://evil.example/back?to=http://api.example/t/admin"
+    response = session.post(ORIGIN + "/go", params={"to": back}, data=BODY)
+    assert (response.status_code, response.json()["reason"]) == (401, "missing_signature")
+    assert origins.echo.untouched()
+
+
+def test_manual_follow_sends_a_next_request_signed_for_the_hop() -> None:
+    """allow_redirects=False with follow_redirects=True: response.next is signed and accepted."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth(follow_redirects=True))
+    response = session.post(ORIGIN + "/go?to=/t/next", data=BODY, allow_redirects=False)
+    assert response.status_code == 307
+    assert response.next is not None
+    assert "Signature" in response.next.headers
+    followed = session.send(response.next, allow_redirects=False)
+    assert followed.status_code == 200, followed.text
+    assert json.loads(followed.content)["raw_path"] == "/t/next"
+
+
+def test_manual_follow_without_follow_redirects_gets_an_unsigned_next() -> None:
+    """allow_redirects=False by default: response.next carries no signature to misuse."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth())
+    response = session.post(ORIGIN + "/go?to=/t/next", data=BODY, allow_redirects=False)
+    assert response.next is not None
+    assert "Signature" not in response.next.headers

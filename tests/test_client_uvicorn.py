@@ -1,0 +1,241 @@
+"""The clients against real uvicorn on 127.0.0.1: httpx sync and async, and requests.
+
+The server is ``tests/apps/echo_app.py`` behind ``SignatureMiddleware`` (memory nonce
+store, ``max_body_size`` raised to 16 MiB), started once per module with ``--http h11``
+and once with ``--http httptools`` (``tests/uvicorn_server.py``). Signatures are made
+on the real clock, so these are the round trips of ``tests/test_client.py`` with the
+real wire in between: httpx's or urllib3's own ``Host`` header and request target, and
+uvicorn's ``raw_path`` and ``query_string``. After each test the server's log must show
+no 500 and no unhandled exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from hmacguard import HMACAuth
+from hmacguard.requests import HMACAuth as RequestsHMACAuth
+from uvicorn_server import UvicornServer
+
+KEY_ID = "client-1"
+SECRET = b"uvicorn-client-round-trip-secret"
+APP = "tests.apps.echo_app:app"
+MIB = 1024 * 1024
+BODY = b'{"item": "widget", "qty": 3}'
+BIG = bytes(range(256)) * (10 * MIB // 256)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module", params=["h11", "httptools"])
+def server(request: pytest.FixtureRequest) -> Iterator[UvicornServer]:
+    """The echo app under uvicorn, once with h11 and once with httptools."""
+    if request.param == "httptools":
+        for module in ("httptools", "uvloop"):
+            if importlib.util.find_spec(module) is None:
+                pytest.fail(f"{module} is not installed: pip install 'uvicorn[standard]'")
+    env = {
+        "HMACGUARD_TEST_KEY_ID": KEY_ID,
+        "HMACGUARD_TEST_SECRET": SECRET.hex(),
+        "HMACGUARD_TEST_MAX_BODY": str(16 * MIB),
+        "HMACGUARD_TEST_NONCE_STORE": "memory",
+    }
+    with UvicornServer(APP, http=request.param, env=env) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(server: UvicornServer) -> Iterator[None]:
+    """Fail the test if the server logged a 500 or an unhandled exception meanwhile."""
+    start = server.log_size()
+    yield
+    server.assert_no_server_errors(since=start)
+
+
+def served(server: UvicornServer) -> int:
+    """How many requests reached the app so far (the exempt stats route)."""
+    count: int = httpx.get(server.url + "/_stats", timeout=TIMEOUT).json()["count"]
+    return count
+
+
+def check_echo(echo: dict[str, Any], method: str, raw_path: str, query: str, body: bytes) -> None:
+    """The app received this method, raw target and body, verified for client-1."""
+    assert (echo["method"], echo["raw_path"], echo["query"]) == (method, raw_path, query)
+    assert echo["sha256"] == hashlib.sha256(body).hexdigest()
+    assert echo["key_id"] == KEY_ID
+
+
+# -- httpx ---------------------------------------------------------------------------------
+
+
+def _files() -> dict[str, Any]:
+    return {"upload": ("notes.txt", b"line one\nline two\n", "text/plain")}
+
+
+SYNC_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "none": dict,
+    "content": lambda: {"content": BODY},
+    "json": lambda: {"json": {"a": [1, "é"]}},
+    "data-form": lambda: {"data": {"a": "1 2", "b": ["x", "y&z"]}},
+    "files-multipart": lambda: {"files": _files(), "data": {"k": "v"}},
+    "generator": lambda: {"content": iter([b"one,", b"two,", b"three"])},
+}
+
+
+@pytest.mark.parametrize("body", list(SYNC_BODIES))
+@pytest.mark.parametrize("method", METHODS)
+def test_httpx_sync_round_trip_every_method_and_body_kind(
+    server: UvicornServer, method: str, body: str
+) -> None:
+    """A sync httpx.Client's signed request verifies after crossing a real socket."""
+    with httpx.Client(base_url=server.url, auth=HMACAuth(KEY_ID, SECRET), timeout=TIMEOUT) as c:
+        response = c.request(method, "/t/a b?x=1&x=2", **SYNC_BODIES[body]())
+        assert response.status_code == 200, response.text
+        if method == "HEAD":
+            return  # no body to read the echo from; the 200 is the verdict
+        check_echo(response.json(), method, "/t/a%20b", "x=1&x=2", response.request.content)
+
+
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+ASYNC_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "none": dict,
+    "content": lambda: {"content": BODY},
+    "json": lambda: {"json": {"a": 1}},
+    "files-multipart": lambda: {"files": _files()},
+    "async-generator": lambda: {"content": _chunks(BODY * 50, 64)},
+}
+
+
+@pytest.mark.parametrize("body", list(ASYNC_BODIES))
+@pytest.mark.parametrize("method", METHODS)
+async def test_httpx_async_round_trip_every_method_and_body_kind(
+    server: UvicornServer, method: str, body: str
+) -> None:
+    """An httpx.AsyncClient's signed request verifies after crossing a real socket."""
+    auth = HMACAuth(KEY_ID, SECRET)
+    async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
+        response = await client.request(method, "/t/b;c=d?q=a+b", **ASYNC_BODIES[body]())
+    assert response.status_code == 200, response.text
+    if method != "HEAD":
+        check_echo(response.json(), method, "/t/b;c=d", "q=a+b", response.request.content)
+
+
+TARGETS = [
+    ("/t/a b", "/t/a%20b", ""),
+    ("/t/café/ü", "/t/caf%C3%A9/%C3%BC", ""),
+    ("/t/a%2Fb", "/t/a%2Fb", ""),
+    ("/t/a;b=c", "/t/a;b=c", ""),
+    ("/t?a=1&a=2", "/t", "a=1&a=2"),
+    ("/t?q=a+b&r=a%20b", "/t", "q=a+b&r=a%20b"),
+    ("/t?", "/t", ""),
+]
+
+
+@pytest.mark.parametrize(("target", "raw_path", "query"), TARGETS)
+async def test_threat_U1_U2_httpx_targets_verify_over_the_wire(
+    server: UvicornServer, target: str, raw_path: str, query: str
+) -> None:
+    """Spaces, unicode, %2F, ';', repeated keys, '+' and '?' verify as uvicorn receives them."""
+    auth = HMACAuth(KEY_ID, SECRET)
+    async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
+        response = await client.post(target, content=BODY)
+    assert response.status_code == 200, response.text
+    check_echo(response.json(), "POST", raw_path, query, BODY)
+
+
+def test_httpx_sync_10_mib_body(server: UvicornServer) -> None:
+    """A 10 MiB body, signed once, crosses the socket and verifies (max_body_size 16 MiB)."""
+    with httpx.Client(base_url=server.url, auth=HMACAuth(KEY_ID, SECRET), timeout=TIMEOUT) as c:
+        response = c.put("/t/big", content=BIG)
+    assert response.status_code == 200, response.text
+    check_echo(response.json(), "PUT", "/t/big", "", BIG)
+
+
+async def test_httpx_async_10_mib_streamed_body(server: UvicornServer) -> None:
+    """A 10 MiB async-generator body is read once, signed, and verifies over the wire."""
+    auth = HMACAuth(KEY_ID, SECRET)
+    async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
+        response = await client.post("/t/big", content=_chunks(BIG, MIB))
+    assert response.status_code == 200, response.text
+    check_echo(response.json(), "POST", "/t/big", "", BIG)
+
+
+async def test_httpx_nonces_are_unique_and_a_replay_is_rejected(server: UvicornServer) -> None:
+    """Concurrent sends carry distinct nonces; the same bytes re-sent are 401 replayed."""
+    auth = HMACAuth(KEY_ID, SECRET)
+    before = served(server)
+    async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
+        responses = await asyncio.gather(*(client.post("/t", content=BODY) for _ in range(30)))
+        assert [r.status_code for r in responses] == [200] * 30
+        assert len({r.json()["nonce"] for r in responses}) == 30
+        sent = responses[0].request
+        again = httpx.Request(sent.method, sent.url, headers=sent.headers, content=sent.content)
+        replay = await client.send(again, auth=None)
+    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
+    assert served(server) == before + 30
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+REQUESTS_BODIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "none": dict,
+    "data-bytes": lambda: {"data": BODY},
+    "data-str": lambda: {"data": "héllo"},
+    "json": lambda: {"json": {"a": [1, "é"]}},
+    "data-form": lambda: {"data": {"a": "1 2"}},
+    "files-multipart": lambda: {"files": _files()},
+    "generator": lambda: {"data": (c for c in (b"one,", b"two,", b"three"))},
+    "file": lambda: {"data": io.BytesIO(BODY * 10)},
+}
+
+
+@pytest.mark.parametrize("body", list(REQUESTS_BODIES))
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_requests_round_trip_every_body_kind(server: UvicornServer, method: str, body: str) -> None:
+    """A requests session's signed request verifies after crossing a real socket."""
+    with requests.Session() as session:
+        session.auth = RequestsHMACAuth(KEY_ID, SECRET)
+        response = session.request(
+            method, server.url + "/t/a b?x=1&x=2", timeout=TIMEOUT, **REQUESTS_BODIES[body]()
+        )
+    assert response.status_code == 200, response.text
+    sent = response.request.body
+    assert sent is None or isinstance(sent, bytes)
+    check_echo(response.json(), method, "/t/a%20b", "x=1&x=2", sent or b"")
+
+
+@pytest.mark.parametrize(("target", "raw_path", "query"), TARGETS)
+def test_threat_U1_U2_requests_targets_verify_over_the_wire(
+    server: UvicornServer, target: str, raw_path: str, query: str
+) -> None:
+    """requests' encoding of odd paths and queries is what is signed and what arrives."""
+    with requests.Session() as session:
+        session.auth = RequestsHMACAuth(KEY_ID, SECRET)
+        response = session.post(server.url + target, data=BODY, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    check_echo(response.json(), "POST", raw_path, query, BODY)
+
+
+def test_requests_10_mib_body_and_replay(server: UvicornServer) -> None:
+    """A 10 MiB requests body verifies; sending the prepared request again is replayed."""
+    with requests.Session() as session:
+        session.auth = RequestsHMACAuth(KEY_ID, SECRET)
+        response = session.put(server.url + "/t/big", data=BIG, timeout=TIMEOUT)
+        assert response.status_code == 200, response.text
+        check_echo(response.json(), "PUT", "/t/big", "", BIG)
+        replay = session.send(response.request, timeout=TIMEOUT)
+    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
