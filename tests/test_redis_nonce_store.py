@@ -14,6 +14,11 @@ silence and error replies (R7), recovery, ``fail_open``, credentials kept out of
 reprs, messages and logs, concurrent calls sharing a few connections without
 starving anyone, and use from several event loops and threads. Through the
 middleware in process: 503 with ``Retry-After``, app untouched.
+
+Tests about the store's behaviour run twice (the ``connect`` fixture): with the
+store built from a URL (its built-in RESP2 client, ``_resp.py``) and with a
+redis-py client given to it. The built-in client's own protocol handling is
+tested in ``tests/test_resp.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from asgi_helpers import problem, protect, sign
 from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
@@ -91,6 +98,41 @@ async def make_store(prefix: str) -> AsyncIterator[Any]:
         await store.aclose()
 
 
+@pytest.fixture(params=["url", "client"])
+async def connect(request: pytest.FixtureRequest, make_store: Any) -> AsyncIterator[Any]:
+    """A factory of stores on a Redis URL, run once per client the store can use.
+
+    "url": the store is given the URL and talks to Redis itself (its built-in
+    RESP2 client). "client": it is given a redis.asyncio.Redis made from the
+    URL, with socket timeouts equal to the store's timeout and no retries, as
+    docs/deployment.md advises. Everything made here is closed afterwards.
+    """
+    stores: list[RedisNonceStore] = []
+    clients: list[redis.asyncio.Redis] = []
+
+    def connect(url: str, **options: Any) -> RedisNonceStore:
+        if request.param == "url":
+            store: RedisNonceStore = make_store(url, **options)
+        else:
+            timeout = options.get("timeout", TIMEOUT)
+            client = redis.asyncio.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            clients.append(client)
+            store = make_store(client, **options)
+        stores.append(store)
+        return store
+
+    yield connect
+    for store in stores:
+        await store.aclose()
+    for client in clients:
+        await client.aclose()
+
+
 @pytest.fixture
 def blackhole() -> Iterator[str]:
     """The URL of a TCP server that accepts connections and never answers (a hung Redis)."""
@@ -144,13 +186,13 @@ class TestRedisNonceStore(NonceStoreContract):
     """RedisNonceStore passes the contract every NonceStore passes, on a real Redis."""
 
     @pytest.fixture
-    async def store(self, redis_server: RedisServer, make_store: Any) -> RedisNonceStore:
-        """A store on the module's Redis, under a prefix of its own.
+    async def store(self, redis_server: RedisServer, connect: Any) -> RedisNonceStore:
+        """A store on the module's Redis (either client), under a prefix of its own.
 
         The timeout is generous: these tests are about answers, and a busy machine
         must not turn a slow first connection into a failure. Timing is tested below.
         """
-        return make_store(redis_server.url, timeout=ANSWER_TIMEOUT)  # type: ignore[no-any-return]
+        return connect(redis_server.url, timeout=ANSWER_TIMEOUT)  # type: ignore[no-any-return]
 
     @pytest.mark.parametrize("ttl", [float("inf"), -float("inf")])
     async def test_infinite_ttl_refused(self, store: RedisNonceStore, ttl: float) -> None:
@@ -210,10 +252,10 @@ class TestRedisClusterNonceStore(NonceStoreContract):
 
 
 async def test_threat_R5_one_set_nx_px_per_add(
-    redis_server: RedisServer, make_store: Any, prefix: str
+    redis_server: RedisServer, connect: Any, prefix: str
 ) -> None:
     """Each add is exactly one SET key 1 NX PX ms, a single-key command (MONITOR proves it)."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     await store.add(nonce_key("client-1", "warm-up"), TTL)  # connects, checks the policy
     client = redis_server.client()
     monitor = Monitor(redis_server.port, client)
@@ -233,10 +275,10 @@ async def test_threat_R5_one_set_nx_px_per_add(
 
 
 async def test_ttl_below_a_millisecond_is_one_millisecond(
-    redis_server: RedisServer, make_store: Any
+    redis_server: RedisServer, connect: Any
 ) -> None:
     """A TTL under 1 ms becomes PX 1 (Redis refuses PX 0), not an error or no expiry."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     await store.add("warm-up", TTL)
     client = redis_server.client()
     monitor = Monitor(redis_server.port, client)
@@ -250,10 +292,10 @@ async def test_ttl_below_a_millisecond_is_one_millisecond(
 
 
 async def test_key_is_recorded_with_its_ttl(
-    redis_server: RedisServer, make_store: Any, prefix: str
+    redis_server: RedisServer, connect: Any, prefix: str
 ) -> None:
     """The nonce key holds "1" and expires after the TTL, give or take the elapsed time."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     key = nonce_key("client-1", "n1")
     assert await store.add(key, TTL) is True
     client = redis_server.client()
@@ -266,11 +308,9 @@ async def test_key_is_recorded_with_its_ttl(
         client.close()
 
 
-async def test_key_is_fresh_again_after_it_expires(
-    redis_server: RedisServer, make_store: Any
-) -> None:
+async def test_key_is_fresh_again_after_it_expires(redis_server: RedisServer, connect: Any) -> None:
     """A key is a replay until Redis expires it, then fresh again (real expiry, 20 ms)."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     key = nonce_key("client-1", "short")
     assert await store.add(key, 0.02) is True
     assert await store.add(key, 0.02) is False
@@ -308,10 +348,10 @@ def test_threat_R9_distinct_pairs_get_distinct_redis_keys() -> None:
 
 
 async def test_threat_R9_long_inputs_cost_no_more_memory(
-    redis_server: RedisServer, make_store: Any
+    redis_server: RedisServer, connect: Any
 ) -> None:
     """A 10 KB key id and nonce take the same Redis memory as short ones (MEMORY USAGE)."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     short = nonce_key("client-1", "n")
     long = nonce_key("k" * 10_000, "n" * 10_000)
     assert await store.add(short, TTL) is True
@@ -326,10 +366,10 @@ async def test_threat_R9_long_inputs_cost_no_more_memory(
     assert sizes[0] < 128
 
 
-async def test_prefixes_keep_stores_apart(redis_server: RedisServer, make_store: Any) -> None:
+async def test_prefixes_keep_stores_apart(redis_server: RedisServer, connect: Any) -> None:
     """Two prefixes on one Redis are two independent stores."""
-    first = make_store(redis_server.url, prefix="app-a:")
-    second = make_store(redis_server.url, prefix="app-b:")
+    first = connect(redis_server.url, prefix="app-a:")
+    second = connect(redis_server.url, prefix="app-b:")
     key = nonce_key("client-1", uuid.uuid4().hex)
     assert await first.add(key, TTL) is True
     assert await second.add(key, TTL) is True
@@ -339,9 +379,9 @@ async def test_prefixes_keep_stores_apart(redis_server: RedisServer, make_store:
 # -- fail closed ---------------------------------------------------------------------------
 
 
-async def test_threat_R7_connection_refused_is_unavailable(make_store: Any) -> None:
+async def test_threat_R7_connection_refused_is_unavailable(connect: Any) -> None:
     """Nothing listening: NonceStoreUnavailable (503) at once, naming the failure class."""
-    store = make_store(f"redis://{HOST}:{free_port()}/0")
+    store = connect(f"redis://{HOST}:{free_port()}/0")
     started = time.monotonic()
     with pytest.raises(NonceStoreUnavailable) as caught:
         await store.add(nonce_key("client-1", "n"), TTL)
@@ -353,10 +393,10 @@ async def test_threat_R7_connection_refused_is_unavailable(make_store: Any) -> N
 
 @pytest.mark.parametrize("timeout", [0.1, TIMEOUT])
 async def test_threat_R7_silent_server_times_out(
-    blackhole: str, make_store: Any, timeout: float
+    blackhole: str, connect: Any, timeout: float
 ) -> None:
     """A server that accepts but never answers: unavailable within the timeout, not never."""
-    store = make_store(blackhole, timeout=timeout)
+    store = connect(blackhole, timeout=timeout)
     for _ in range(3):  # each call is bounded, the first (connecting) and the later ones
         started = time.monotonic()
         with pytest.raises(NonceStoreUnavailable) as caught:
@@ -367,10 +407,10 @@ async def test_threat_R7_silent_server_times_out(
 
 
 async def test_threat_R7_paused_redis_times_out_then_answers_correctly(
-    own_redis: RedisServer, make_store: Any
+    own_redis: RedisServer, connect: Any
 ) -> None:
     """A Redis that stops answering (CLIENT PAUSE) times out; afterwards replies stay in step."""
-    store = make_store(own_redis.url)
+    store = connect(own_redis.url)
     assert await store.add("before", TTL) is True
     client = own_redis.client()
     try:
@@ -390,11 +430,9 @@ async def test_threat_R7_paused_redis_times_out_then_answers_correctly(
     assert await store.add("before", TTL) is False
 
 
-async def test_threat_R7_error_reply_is_unavailable(
-    own_redis: RedisServer, make_store: Any
-) -> None:
+async def test_threat_R7_error_reply_is_unavailable(own_redis: RedisServer, connect: Any) -> None:
     """An error reply (OOM under noeviction) is unavailable, naming the error class only."""
-    store = make_store(own_redis.url)
+    store = connect(own_redis.url)
     assert await store.add("first", TTL) is True
     client = own_redis.client()
     try:
@@ -424,10 +462,10 @@ async def warm_up(store: RedisNonceStore) -> None:
 
 
 async def test_threat_R8_full_redis_with_noeviction_never_forgets_a_live_nonce(
-    own_redis: RedisServer, make_store: Any
+    own_redis: RedisServer, connect: Any
 ) -> None:
     """noeviction: a full Redis answers 503 (OOM), and the live nonce's replay is never accepted."""
-    store = make_store(own_redis.url, timeout=ANSWER_TIMEOUT)
+    store = connect(own_redis.url, timeout=ANSWER_TIMEOUT)
     client = own_redis.client()
     try:
         await warm_up(store)
@@ -447,11 +485,9 @@ async def test_threat_R8_full_redis_with_noeviction_never_forgets_a_live_nonce(
     assert await store.add("live", TTL) is False
 
 
-async def test_threat_R7_recovers_when_redis_returns(
-    own_redis: RedisServer, make_store: Any
-) -> None:
+async def test_threat_R7_recovers_when_redis_returns(own_redis: RedisServer, connect: Any) -> None:
     """Stopped Redis: unavailable; started again on the same port: the same store works."""
-    store = make_store(own_redis.url)
+    store = connect(own_redis.url)
     assert await store.add("before", TTL) is True
     own_redis.stop()
     for _ in range(3):
@@ -469,11 +505,11 @@ async def test_threat_R7_recovers_when_redis_returns(
 
 
 async def test_fail_open_accepts_and_logs_an_error_while_redis_is_down(
-    make_store: Any, caplog: pytest.LogCaptureFixture
+    connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """fail_open=True: unreachable Redis accepts every add, with one ERROR per 10 s."""
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
-        store = make_store(f"redis://{HOST}:{free_port()}/0", fail_open=True)
+        store = connect(f"redis://{HOST}:{free_port()}/0", fail_open=True)
         assert [r.levelname for r in caplog.records] == ["WARNING"]
         assert "fail_open=True" in caplog.records[0].getMessage()
         caplog.clear()
@@ -486,10 +522,10 @@ async def test_fail_open_accepts_and_logs_an_error_while_redis_is_down(
 
 
 async def test_fail_open_still_refuses_replays_while_redis_is_up(
-    redis_server: RedisServer, make_store: Any, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """fail_open only changes what happens when Redis cannot answer: replays stay refused."""
-    store = make_store(redis_server.url, fail_open=True)
+    store = connect(redis_server.url, fail_open=True)
     caplog.clear()  # the warning about fail_open itself
     with caplog.at_level(logging.ERROR, logger="hmacguard"):
         assert await store.add("k", TTL) is True
@@ -498,12 +534,12 @@ async def test_fail_open_still_refuses_replays_while_redis_is_up(
 
 
 async def test_fail_open_reports_the_count_of_unchecked_requests(
-    make_store: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    connect: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each ERROR line says how many requests went unchecked since the previous one."""
     import hmacguard._redis_nonce_store as module  # noqa: PLC0415  (the interval to shorten)
 
-    store = make_store(f"redis://{HOST}:{free_port()}/0", fail_open=True)
+    store = connect(f"redis://{HOST}:{free_port()}/0", fail_open=True)
     with caplog.at_level(logging.ERROR, logger="hmacguard"):
         await store.add("a", TTL)
         await store.add("b", TTL)
@@ -519,7 +555,7 @@ async def test_fail_open_reports_the_count_of_unchecked_requests(
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru", "volatile-ttl", "allkeys-lfu"])
 async def test_threat_R8_evicting_policy_logs_a_warning_once(
-    own_redis: RedisServer, make_store: Any, caplog: pytest.LogCaptureFixture, policy: str
+    own_redis: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture, policy: str
 ) -> None:
     """A policy that can evict keys with a TTL is named in one warning that says noeviction."""
     client = own_redis.client()
@@ -527,7 +563,7 @@ async def test_threat_R8_evicting_policy_logs_a_warning_once(
         client.config_set("maxmemory-policy", policy)
     finally:
         client.close()
-    store = make_store(own_redis.url)
+    store = connect(own_redis.url)
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         assert await store.add("b", TTL) is True
@@ -538,17 +574,17 @@ async def test_threat_R8_evicting_policy_logs_a_warning_once(
 
 
 async def test_threat_R8_noeviction_logs_no_warning(
-    redis_server: RedisServer, make_store: Any, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """noeviction (the test server's setting) is safe: no warning."""
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     with caplog.at_level(logging.INFO, logger="hmacguard"):
         assert await store.add("a", TTL) is True
     assert caplog.records == []
 
 
 async def test_threat_R8_config_refused_is_noted_not_fatal(
-    own_redis: RedisServer, make_store: Any, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A user without CONFIG (as on managed Redis) still works; the log says it was unchecked."""
     client = own_redis.client()
@@ -562,7 +598,7 @@ async def test_threat_R8_config_refused_is_noted_not_fatal(
         )
     finally:
         client.close()
-    store = make_store(f"redis://app:{PASSWORD}@{HOST}:{own_redis.port}/0")
+    store = connect(f"redis://app:{PASSWORD}@{HOST}:{own_redis.port}/0")
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         assert await store.add("a", TTL) is False
@@ -574,13 +610,13 @@ async def test_threat_R8_config_refused_is_noted_not_fatal(
 
 
 async def test_threat_R8_evicting_policy_does_lose_nonces(
-    own_redis: RedisServer, make_store: Any
+    own_redis: RedisServer, connect: Any
 ) -> None:
     """Why the warning exists: under volatile-lru and memory pressure, a replay is accepted."""
     client = own_redis.client()
     try:
         client.config_set("maxmemory-policy", "volatile-lru")
-        store = make_store(own_redis.url, timeout=ANSWER_TIMEOUT)
+        store = connect(own_redis.url, timeout=ANSWER_TIMEOUT)
         await warm_up(store)
         assert await store.add("victim", TTL) is True
         used = int(client.info("memory")["used_memory"])
@@ -719,11 +755,26 @@ def store_connections(client: redis.Redis) -> int:
     )
 
 
-async def test_concurrent_adds_share_a_few_connections(
+async def test_concurrent_adds_share_one_connection(
     own_redis: RedisServer, make_store: Any
 ) -> None:
-    """500 concurrent adds open at most 5 connections (4 pipelines and the policy check)."""
+    """From a URL, 500 concurrent adds and the policy check share one pipelined connection."""
     store = make_store(own_redis.url, timeout=ANSWER_TIMEOUT)
+    client = own_redis.client()
+    try:
+        results = await asyncio.gather(*[store.add(f"k{i % 250}", TTL) for i in range(500)])
+        assert results.count(True) == 250
+        assert store_connections(client) == 1
+    finally:
+        client.close()
+
+
+async def test_given_client_concurrent_adds_share_a_few_connections(
+    own_redis: RedisServer, make_store: Any
+) -> None:
+    """Given a redis-py client, 500 concurrent adds use at most 5 connections (4 pipelines)."""
+    given = redis.asyncio.Redis(host=HOST, port=own_redis.port, socket_timeout=ANSWER_TIMEOUT)
+    store = make_store(given, timeout=ANSWER_TIMEOUT)
     client = own_redis.client()
     try:
         results = await asyncio.gather(*[store.add(f"k{i % 250}", TTL) for i in range(500)])
@@ -731,15 +782,17 @@ async def test_concurrent_adds_share_a_few_connections(
         assert 1 <= store_connections(client) <= 5
     finally:
         client.close()
+        await store.aclose()
+        await given.aclose()
 
 
-async def test_sustained_load_starves_no_caller(redis_server: RedisServer, make_store: Any) -> None:
+async def test_sustained_load_starves_no_caller(redis_server: RedisServer, connect: Any) -> None:
     """128 callers adding back to back for 1 s: every call answers within the 0.25 s timeout.
 
     Callers queue in arrival order; with a pool of connections instead, a newcomer
     could take a freed connection ahead of earlier callers, and some timed out.
     """
-    store = make_store(redis_server.url)
+    store = connect(redis_server.url)
     await warm_up(store)
     stop = time.monotonic() + 1.0
     answered = 0
@@ -757,10 +810,15 @@ async def test_sustained_load_starves_no_caller(redis_server: RedisServer, make_
 
 
 async def test_caller_that_gave_up_before_sending_burns_no_nonce(
-    own_redis: RedisServer, make_store: Any
+    own_redis: RedisServer, connect: Any
 ) -> None:
-    """A call abandoned while queued behind busy pipelines is never sent: its nonce stays fresh."""
-    store = make_store(own_redis.url, timeout=1.0)
+    """A call abandoned while Redis is stuck is never executed: its nonce stays fresh.
+
+    With a redis-py client it waits behind the busy pipelines and is dropped
+    unsent; from a URL its connection is closed at the busy calls' timeout,
+    before Redis runs it.
+    """
+    store = connect(own_redis.url, timeout=1.0)
     await warm_up(store)
     client = own_redis.client()
     try:
@@ -780,9 +838,9 @@ async def test_caller_that_gave_up_before_sending_burns_no_nonce(
     assert await store.add("abandoned", TTL) is True
 
 
-async def test_aclose_waits_for_calls_in_flight(redis_server: RedisServer, make_store: Any) -> None:
+async def test_aclose_waits_for_calls_in_flight(redis_server: RedisServer, connect: Any) -> None:
     """Closing the store while 50 calls are in flight lets them finish with real answers."""
-    store = make_store(redis_server.url, timeout=ANSWER_TIMEOUT)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     calls = [asyncio.ensure_future(store.add(f"closing-{i}", TTL)) for i in range(50)]
     await asyncio.sleep(0)  # the calls are queued
     await store.aclose()
@@ -839,10 +897,10 @@ def test_threat_R5_threads_with_their_own_loops_accept_exactly_one(
 
 
 async def test_threat_R1_replay_refused_through_the_middleware(
-    redis_server: RedisServer, make_store: Any
+    redis_server: RedisServer, connect: Any
 ) -> None:
     """Behind SignatureMiddleware: the first request reaches the app, its replay is 401."""
-    protected = protect(nonce_store=make_store(redis_server.url))
+    protected = protect(nonce_store=connect(redis_server.url))
     headers = sign("POST", "/t", {"content-type": "application/json"}, b"{}")
     async with protected.client() as client:
         first = await client.post("/t", headers=headers, content=b"{}")
@@ -854,10 +912,10 @@ async def test_threat_R1_replay_refused_through_the_middleware(
 
 
 async def test_threat_R7_middleware_answers_503_with_retry_after(
-    own_redis: RedisServer, make_store: Any
+    own_redis: RedisServer, connect: Any
 ) -> None:
     """Redis down: 503 nonce_store_unavailable with Retry-After, the app never called."""
-    protected = protect(nonce_store=make_store(own_redis.url))
+    protected = protect(nonce_store=connect(own_redis.url))
     own_redis.stop()
     async with protected.client() as client:
         started = time.monotonic()
@@ -874,10 +932,10 @@ async def test_threat_R7_middleware_answers_503_with_retry_after(
 
 
 async def test_threat_R7_middleware_with_fail_open_lets_requests_through(
-    make_store: Any, caplog: pytest.LogCaptureFixture
+    connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """fail_open=True and Redis down: the request reaches the app and an ERROR is logged."""
-    protected = protect(nonce_store=make_store(f"redis://{HOST}:{free_port()}/0", fail_open=True))
+    protected = protect(nonce_store=connect(f"redis://{HOST}:{free_port()}/0", fail_open=True))
     caplog.clear()  # the warning about fail_open itself
     with caplog.at_level(logging.ERROR, logger="hmacguard"):
         async with protected.client() as client:

@@ -9,19 +9,29 @@ Redis Cluster and on servers that speak the same protocol.
 Failure is closed (THREATS R7): a refused connection, a timeout or any Redis
 error raises :class:`NonceStoreUnavailable`, which the middleware answers with
 503 and ``Retry-After`` without calling the app. Every call is bounded by
-``timeout``; redis-py's own socket timeouts are set to it as well, and its
-retries are turned off, since a retried ``SET NX`` whose first reply was lost
-would call a fresh request a replay.
+``timeout``, and no command is ever retried: a retried ``SET NX`` whose first
+reply was lost would call a fresh request a replay.
 
-Concurrent calls in one event loop share round trips: the ``SET`` commands
-that arrive while others are in flight go out together in one pipeline (not a
-transaction: each ``SET NX`` is still its own atomic step), at most
-``_MAX_BATCHES`` pipelines at a time. redis-py spends about 200 us of CPU per
-command sent alone and about 60 us per command in a pipeline, so under load
-this roughly triples what a worker can check per second; and the callers
-queue in order, where a pool of connections lets a newcomer take a freed
-connection ahead of callers already waiting, so some waited past the timeout.
-A lone call is sent at once, as a single command.
+Two clients, one behaviour:
+
+* **From a URL** the store talks to Redis itself, through the small RESP2
+  client in ``_resp.py`` (one pipelined connection per event loop). This is
+  the one place hmacguard does by hand what a library does, for CPU: on the
+  benchmark machine redis-py spent 294 us of CPU per check made alone and 82
+  us per check with 16 at once (hiredis made no difference), about twice what
+  a whole unsigned request costs; the built-in client spends about 45 us and
+  8 us, because it only ever sends ``SET NX PX`` and ``CONFIG GET``. The
+  numbers and the trade-off are in docs/deployment.md. The commands that
+  arrive in one turn of the event loop go out in one write, each still its
+  own atomic ``SET NX``; past ``timeout`` the connection is closed and every
+  command pending on it fails (503), and the next call reconnects.
+* **Given a redis-py client** (``redis.asyncio.Redis`` or ``RedisCluster``)
+  the store uses it: Cluster, Sentinel and your own pool and TLS settings
+  stay available. Concurrent calls in one event loop share round trips: the
+  ``SET`` commands that arrive while others are in flight go out together in
+  one pipeline (not a transaction), at most ``_MAX_BATCHES`` pipelines at a
+  time, in arrival order. A RedisCluster client gets each command sent on its
+  own.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import base64
 import hashlib
 import logging
 import math
+import ssl
 import sys
 import threading
 import time
@@ -40,15 +51,15 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 try:
-    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    from redis.asyncio import Redis, RedisCluster
+    from redis.connection import parse_url
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError, ResponseError
 except ImportError:  # pragma: no cover  (the tests run with the extra installed)
     raise ImportError('RedisNonceStore needs redis: pip install "hmacguard[redis]"') from None
 
 from ._errors import NonceStoreUnavailable
+from ._resp import RespClient, RespError
 
 __all__ = ["RedisNonceStore"]
 
@@ -61,15 +72,30 @@ _DIGEST_BYTES = 16
 # Pipelines in flight per event loop, and SET commands per pipeline.
 _MAX_BATCHES = 4
 _MAX_BATCH = 256
-# Connections per event loop, for a store built from a URL: one per pipeline,
-# and one for the maxmemory-policy check.
-_MAX_CONNECTIONS = _MAX_BATCHES + 1
 # Eviction policies that never remove a key with a TTL (every nonce key has one).
 _SAFE_POLICIES = frozenset({"noeviction"})
 # With fail_open=True, at most one ERROR line per this many seconds.
 _FAIL_OPEN_LOG_INTERVAL = 10.0
 # The errors that mean "Redis cannot answer": anything else is a bug and propagates.
-_UNAVAILABLE = (RedisError, OSError, asyncio.TimeoutError)
+_UNAVAILABLE = (RedisError, RespError, OSError, asyncio.TimeoutError)
+# Error replies by code, named as redis-py names them, for the log and the 503 detail.
+_RESP_ERROR_NAMES = {
+    "OOM": "OutOfMemoryError",
+    "NOPERM": "NoPermissionError",
+    "READONLY": "ReadOnlyError",
+    "NOAUTH": "AuthenticationError",
+    "WRONGPASS": "AuthenticationError",
+    "LOADING": "BusyLoadingError",
+    "MASTERDOWN": "MasterDownError",
+}
+# URL query options the built-in client honours (the others are refused).
+_TLS_OPTIONS = (
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_check_hostname",
+)
 
 if sys.version_info >= (3, 11):
 
@@ -89,13 +115,16 @@ class RedisNonceStore:
     Args:
         url_or_client: a Redis URL (``redis://``, ``rediss://`` or ``unix://``),
             or a ready ``redis.asyncio.Redis`` (or ``RedisCluster``) client.
-            From a URL the store builds its client with ``socket_timeout`` and
-            ``socket_connect_timeout`` set to ``timeout`` and no retries, one
-            client per event loop (redis-py connections belong to the loop
-            that opened them). A client you pass is used as it is: its own
+            From a URL the store talks RESP2 to Redis itself, one pipelined
+            connection per event loop, with ``AUTH`` (password, or user and
+            password) and ``SELECT`` from the URL; ``rediss://`` verifies the
+            server's certificate (query options ``ssl_cert_reqs``,
+            ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and
+            ``ssl_check_hostname`` are honoured, any other query option is a
+            ValueError). A client you pass is used as it is: its own
             timeouts and retry policy apply inside ``timeout``, it must be
             used from the event loop it belongs to, and it stays yours to
-            close.
+            close. Pass one for Cluster, Sentinel or your own pool settings.
         prefix: put before every key, to share a Redis database with other
             data. Each key is the prefix and 22 characters of a SHA-256 hash
             of the (key id, nonce) pair, so long key ids or nonces cost no
@@ -142,17 +171,16 @@ class RedisNonceStore:
         self._prefix = prefix
         self._timeout = float(timeout)
         self._fail_open = fail_open
-        self._url: str | None = None
         self._given: Redis | RedisCluster | None = None
-        self._spare: Redis | None = None
-        self._senders: dict[asyncio.AbstractEventLoop, _Sender] = {}
+        self._options: dict[str, Any] = {}  # RespClient's, for a URL
+        self._clients: dict[asyncio.AbstractEventLoop, RespClient] = {}  # for a URL
+        self._senders: dict[asyncio.AbstractEventLoop, _Sender] = {}  # for a given client
         self._lock = threading.Lock()
         if isinstance(url_or_client, str):
-            self._url = url_or_client
             self._where = _redact(url_or_client)
             try:
-                # Built now so a bad URL fails here; no connection is opened yet.
-                self._spare = self._new_client()
+                # Parsed now so a bad URL fails here; no connection is opened yet.
+                self._options = _client_options(url_or_client)
             except ValueError as exc:
                 raise ValueError(f"invalid Redis URL {self._where}: {exc}") from None
         elif isinstance(url_or_client, (Redis, RedisCluster)):
@@ -196,6 +224,17 @@ class RedisNonceStore:
             raise ValueError("ttl must be a positive number of seconds")
         # PX takes whole milliseconds: round up, so a nonce is never forgotten early.
         milliseconds = max(1, math.ceil(ttl * 1000))
+        if self._given is None:
+            client = self._clients.get(asyncio.get_running_loop()) or self._client()
+            try:
+                # The client bounds the call by the timeout, connecting included.
+                reply = await client.set_nx_px(self.redis_key(key), milliseconds)
+            except _UNAVAILABLE as exc:
+                return self._unavailable(exc)
+            if not self._policy_checked:
+                await self._check_policy_resp(client)
+            # OK when the key was set; nil (None) when it already existed.
+            return reply is not None
         sender = self._sender()
         try:
             reply = await _within(self._timeout, sender.submit(self.redis_key(key), milliseconds))
@@ -205,7 +244,6 @@ class RedisNonceStore:
             return self._unavailable(reply)
         if not self._policy_checked:
             await self._check_policy(sender.client)
-        # OK (True) when the key was set; nil (None) when it already existed.
         return bool(reply)
 
     async def aclose(self) -> None:
@@ -215,13 +253,14 @@ class RedisNonceStore:
         closes (with uvicorn, one loop per worker: at shutdown). A client
         passed to the constructor is left open: it is the caller's to close.
         """
+        loop = asyncio.get_running_loop()
         with self._lock:
-            sender = self._senders.pop(asyncio.get_running_loop(), None)
-        if sender is None:
-            return
-        await sender.drain()
-        if self._given is None:
-            await sender.client.aclose()
+            client = self._clients.pop(loop, None)
+            sender = self._senders.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+        if sender is not None:
+            await sender.drain()
 
     async def __aenter__(self) -> RedisNonceStore:
         return self
@@ -236,24 +275,20 @@ class RedisNonceStore:
 
     # -- internals -------------------------------------------------------------
 
-    def _new_client(self) -> Redis:
-        assert self._url is not None  # noqa: S101  (only called for URL stores)
-        pool = BlockingConnectionPool.from_url(
-            self._url,
-            # A burst waits (within timeout) for one of these connections
-            # instead of opening hundreds at once.
-            max_connections=_MAX_CONNECTIONS,
-            timeout=self._timeout,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            # No retries: a retried SET NX whose first reply was lost would
-            # answer "replay" for a fresh request, and retries outlast timeout.
-            retry=Retry(NoBackoff(), 0),
-        )
-        return Redis.from_pool(pool)
+    def _client(self) -> RespClient:
+        """The built-in client for the running event loop, made on its first use there."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None:
+                # Forget the clients of closed loops: their sockets cannot be used again.
+                for old in [old for old in self._clients if old.is_closed()]:
+                    del self._clients[old]
+                client = self._clients[loop] = RespClient(**self._options, timeout=self._timeout)
+            return client
 
     def _sender(self) -> _Sender:
-        """The sender for the running event loop, created on its first use there."""
+        """The sender for the running event loop (a given client), made on its first use."""
         loop = asyncio.get_running_loop()
         sender = self._senders.get(loop)
         if sender is not None:
@@ -261,15 +296,11 @@ class RedisNonceStore:
         with self._lock:
             sender = self._senders.get(loop)
             if sender is None:
-                # Forget the senders of closed loops: their sockets cannot be used again.
+                # Forget the senders of closed loops.
                 for old in [old for old in self._senders if old.is_closed()]:
                     del self._senders[old]
-                client: Redis | RedisCluster
-                if self._given is not None:
-                    client = self._given
-                else:
-                    client, self._spare = self._spare or self._new_client(), None
-                sender = self._senders[loop] = _Sender(client, loop, self._timeout)
+                assert self._given is not None  # noqa: S101  (only for a given client)
+                sender = self._senders[loop] = _Sender(self._given, loop, self._timeout)
             return sender
 
     def _unavailable(self, exc: BaseException) -> bool:
@@ -293,25 +324,46 @@ class RedisNonceStore:
             self._last_failure_log = now
         return True
 
+    async def _check_policy_resp(self, client: RespClient) -> None:
+        """:meth:`_check_policy`, through the built-in client."""
+        self._policy_checked = True
+        try:
+            reply = await client.command(b"CONFIG", b"GET", b"maxmemory-policy")
+        except RespError as exc:
+            self._policy_unreadable(exc)
+            return
+        except _UNAVAILABLE:
+            self._policy_checked = False  # Redis went away meanwhile: check next time
+            return
+        # RESP2: a flat array, name then value.
+        pairs = reply if isinstance(reply, list) else []
+        self._policy_read(dict(zip(pairs[::2], pairs[1::2], strict=False)))
+
     async def _check_policy(self, client: Redis | RedisCluster) -> None:
         """Warn once if Redis may evict nonce keys (THREATS R8); never raise."""
         self._policy_checked = True
         try:
             reply: Any = await _within(self._timeout, client.config_get("maxmemory-policy"))
         except ResponseError as exc:
-            logger.warning(
-                "RedisNonceStore: could not read maxmemory-policy from Redis at %s (%s); "
-                "make sure it is noeviction, or unexpired nonces may be evicted and "
-                "replays accepted",
-                self._where,
-                _failure_name(exc),
-            )
+            self._policy_unreadable(exc)
             return
         except _UNAVAILABLE:
             self._policy_checked = False  # Redis went away meanwhile: check next time
             return
-        # Bytes or str, depending on the client's decode_responses.
-        settings = {_text(name): _text(value) for name, value in dict(reply or {}).items()}
+        self._policy_read(dict(reply or {}))
+
+    def _policy_unreadable(self, exc: BaseException) -> None:
+        logger.warning(
+            "RedisNonceStore: could not read maxmemory-policy from Redis at %s (%s); "
+            "make sure it is noeviction, or unexpired nonces may be evicted and "
+            "replays accepted",
+            self._where,
+            _failure_name(exc),
+        )
+
+    def _policy_read(self, reply: dict[Any, Any]) -> None:
+        # Bytes or str, depending on the client.
+        settings = {_text(name): _text(value) for name, value in reply.items()}
         policy = settings.get("maxmemory-policy")
         if policy is None:
             logger.warning(
@@ -428,19 +480,84 @@ def _failure_name(exc: BaseException) -> str:
     """The failure's class, and for a Redis error reply its code (OOM, READONLY...).
 
     Never the exception's message: it may name hosts, and is not ours to log.
+    An error reply to the built-in client is named as redis-py names it.
     """
     if isinstance(exc, asyncio.TimeoutError):
         return "TimeoutError"
+    if isinstance(exc, RespError):
+        code = exc.code
+        name = _RESP_ERROR_NAMES.get(code)
+        if name is not None:
+            return name
+        if code.isalpha() and code.isupper() and len(code) <= 32:
+            return f"ResponseError {code}"
+        return "ResponseError"
     name = type(exc).__name__
     if type(exc) is ResponseError and exc.args:
         code = str(exc.args[0]).split(" ", 1)[0]
         if code.isalpha() and code.isupper() and len(code) <= 32:
             return f"{name} {code}"
-    # redis-py wraps socket errors: name the one underneath (refused, DNS...).
-    under = exc.__cause__ or exc.__context__
-    if isinstance(under, OSError) and not isinstance(exc, OSError):
-        return f"{name} ({type(under).__name__})"
+    # The built-in client's ConnectionError says why underneath (refused, timed
+    # out, AUTH refused...); redis-py wraps socket errors likewise.
+    under = exc.__cause__ if type(exc) is ConnectionError else exc.__cause__ or exc.__context__
+    if isinstance(under, (OSError, RespError)) and (
+        type(exc) is ConnectionError or not isinstance(exc, OSError)
+    ):
+        return f"{name} ({_failure_name(under)})"
     return name
+
+
+def _client_options(url: str) -> dict[str, Any]:
+    """RespClient's arguments for ``url`` (redis-py's parse_url, then what it leaves).
+
+    Raises:
+        ValueError: not a redis://, rediss:// or unix:// URL, or an option the
+            built-in client does not support (named, never its value).
+    """
+    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    parsed.pop("connection_class", None)
+    options: dict[str, Any] = {}
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "unix":
+        if not parsed.get("path"):
+            raise ValueError("a unix:// URL needs the socket's path")
+        options["path"] = parsed.pop("path")
+    else:
+        options["host"] = parsed.pop("host", "localhost")
+        options["port"] = parsed.pop("port", 6379)
+    options["username"] = parsed.pop("username", None)
+    options["password"] = parsed.pop("password", None)
+    options["db"] = parsed.pop("db", 0)
+    if str(parsed.pop("protocol", 2)) != "2":
+        raise ValueError("the built-in client speaks RESP2 only (protocol=2)")
+    if scheme == "rediss":
+        options["ssl_context"] = _tls_context(
+            {name: parsed.pop(name, None) for name in _TLS_OPTIONS}
+        )
+    if parsed:
+        names = ", ".join(sorted(parsed))
+        raise ValueError(
+            f"URL option(s) {names} not supported; pass a redis.asyncio.Redis client to use them"
+        )
+    return options
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The client's TLS context: verification on by default, as ssl.create_default_context."""
+    cert_reqs = str(options["ssl_cert_reqs"] or "required").lower()
+    if cert_reqs not in ("none", "optional", "required"):
+        raise ValueError("ssl_cert_reqs is none, optional or required")
+    try:
+        context = ssl.create_default_context(cafile=options["ssl_ca_certs"])
+        if options["ssl_certfile"]:
+            context.load_cert_chain(options["ssl_certfile"], options["ssl_keyfile"])
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the TLS files ({type(exc).__name__})") from None
+    if cert_reqs == "none" or options["ssl_check_hostname"] is False:
+        context.check_hostname = False
+    if cert_reqs != "required":
+        context.verify_mode = ssl.CERT_NONE if cert_reqs == "none" else ssl.CERT_OPTIONAL
+    return context
 
 
 def _redact(url: str) -> str:
