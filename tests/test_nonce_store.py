@@ -80,6 +80,22 @@ class NonceStoreContract:
         with pytest.raises(ValueError, match="ttl"):
             await store.add(nonce_key("client-1", "n"), ttl)
 
+    async def test_discard_makes_a_key_fresh_again(self, store: Any) -> None:
+        """After discard(key), add(key) is True again; other keys stay recorded."""
+        key, other = nonce_key("client-1", "n-discard"), nonce_key("client-1", "n-kept")
+        assert await store.add(key, 60)
+        assert await store.add(other, 60)
+        await store.discard(key)
+        assert await store.add(key, 60) is True
+        assert await store.add(key, 60) is False
+        assert await store.add(other, 60) is False
+
+    async def test_discard_of_an_unknown_key_is_harmless(self, store: Any) -> None:
+        """Discarding a key never added raises nothing and records nothing."""
+        key = nonce_key("client-1", "never-added")
+        await store.discard(key)
+        assert await store.add(key, 60) is True
+
 
 class TestMemoryNonceStore(NonceStoreContract):
     """MemoryNonceStore: the contract, plus expiry, bounds and sweeping with a fake clock."""

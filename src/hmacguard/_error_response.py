@@ -91,12 +91,21 @@ class ErrorResponder:
     """Builds the response for a :class:`VerificationError`, once per reason.
 
     Bodies and headers depend only on the reason (and, with ``debug``, on the
-    error's detail), so they are precomputed.
+    error's detail), so they are precomputed. A 401 carries ``challenge`` as
+    ``WWW-Authenticate`` and, when given, ``Accept-Signature`` (webhook paths
+    have none: the sender's scheme is fixed by the provider).
     """
 
-    def __init__(self, accept_signature_value: str, *, debug: bool = False) -> None:
+    def __init__(
+        self,
+        accept_signature_value: str | None,
+        *,
+        debug: bool = False,
+        challenge: bytes = b'Signature realm="hmacguard"',
+    ) -> None:
         self._debug = debug
-        self._accept = accept_signature_value.encode("ascii")
+        self._accept = None if accept_signature_value is None else accept_signature_value.encode()
+        self._challenge = challenge
         self._cache: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
     def client_reason(self, error: VerificationError) -> str:
@@ -150,8 +159,9 @@ class ErrorResponder:
         ]
         if status == 401:
             # RFC 9110 §11.6.1: a 401 "MUST send a WWW-Authenticate header field".
-            headers.append((b"www-authenticate", b'Signature realm="hmacguard"'))
-            headers.append((b"accept-signature", self._accept))
+            headers.append((b"www-authenticate", self._challenge))
+            if self._accept is not None:
+                headers.append((b"accept-signature", self._accept))
         elif status == 503:
             headers.append((b"retry-after", b"1"))
         return status, headers, body

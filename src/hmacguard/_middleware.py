@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._content_digest import DigestVerifier, verify_content_digest
 from ._deadlines import Deadlines
@@ -41,6 +41,9 @@ from ._keys import Keys
 from ._message import normalise_authority
 from ._nonce_store import MemoryNonceStore, NonceStore, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
+
+if TYPE_CHECKING:
+    from .webhooks import VerifiedWebhook, WebhookProfile
 
 __all__ = ["SignatureMiddleware"]
 
@@ -85,6 +88,14 @@ class SignatureMiddleware:
             error yourself, e.g. with a Starlette ``Response``.
         debug: put the precise failure and the server's signature base in
             error responses. For development only: it is an oracle.
+        webhooks: path prefixes verified by a webhook profile instead of
+            RFC 9421, e.g. ``{"/webhooks/stripe": Stripe(secret)}`` (see
+            ``hmacguard.webhooks``). The body is read (up to the profile's
+            ``max_body_size``, else ``max_body_size``) and verified on its raw
+            bytes; the delivery is remembered in the nonce store for the
+            profile's ``dedupe_ttl``, and a delivery seen before is answered
+            200 ``{"status": "duplicate"}`` without reaching the app. The
+            app finds the ``VerifiedWebhook`` in ``scope["state"]["webhook"]``.
         required_components: a :class:`Verifier` policy option, as are
             ``max_age``, ``clock_skew``, ``tag``, ``allow_long_max_age``,
             ``max_signatures``, ``max_components``, ``max_field_bytes``,
@@ -117,6 +128,7 @@ class SignatureMiddleware:
         path_prefix: str = "",
         on_error: ErrorHandler | None = None,
         debug: bool = False,
+        webhooks: Mapping[str, WebhookProfile] | None = None,
         required_components: Sequence[str] | None = None,
         max_age: int | None = None,
         clock_skew: int | None = None,
@@ -176,7 +188,15 @@ class SignatureMiddleware:
         self._memory = self._store if type(self._store) is MemoryNonceStore else None
         self._ttl = float(self._verifier.nonce_ttl)
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
+        self._webhooks = _webhook_routes(webhooks)
         self._any_exempt = bool(self._exact or self._prefixes or self._exempt_call)
+        # Deliveries are always deduplicated, even with require_nonce=False.
+        self._webhook_store: NonceStore | None = None
+        if self._webhooks:
+            self._webhook_store = MemoryNonceStore() if self._store is None else self._store
+        self._webhook_responder = ErrorResponder(
+            None, debug=bool(debug), challenge=b'Webhook realm="hmacguard"'
+        )
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise TypeError("max_body_size must be an int")
         if max_body_size < 0:
@@ -234,6 +254,11 @@ class SignatureMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        if self._webhooks:
+            profile = self._webhook_profile(scope)
+            if profile is not None:
+                await self._webhook(scope, receive, send, profile)
+                return
         try:
             method, url, declared, headers, digest = self._request(scope, kind)
             if self._async_keys:
@@ -359,7 +384,15 @@ class SignatureMiddleware:
     async def _read_body_in_time(
         self, receive: Receive, verified: VerifiedSignature, digest: str | None
     ) -> bytes | None:
-        """:meth:`_read_body` within ``body_timeout`` seconds, else :class:`BodyTimeout`.
+        """:meth:`_read_body` within ``body_timeout`` seconds, else :class:`BodyTimeout`."""
+        return await self._in_time(
+            self._read_body(receive, verified, digest), verified.label, verified.key_id
+        )
+
+    async def _in_time(
+        self, reading: Awaitable[bytes | None], label: str | None, key_id: str | None
+    ) -> bytes | None:
+        """Await ``reading`` (a body read) within ``body_timeout``, else :class:`BodyTimeout`.
 
         The read is watched by :class:`Deadlines`, which cancels this task
         when the time is up (one timer per event loop, not one per request);
@@ -372,10 +405,10 @@ class SignatureMiddleware:
         except RuntimeError:  # not under asyncio (e.g. trio): no timer to set
             task = None
         if task is None or self._deadlines is None:
-            return await self._read_body(receive, verified, digest)
+            return await reading
         watch = self._deadlines.watch(loop, task)
         try:
-            return await self._read_body(receive, verified, digest)
+            return await reading
         except asyncio.CancelledError:
             if not watch.expired:
                 raise
@@ -384,8 +417,8 @@ class SignatureMiddleware:
                 uncancel()
             raise BodyTimeout(
                 f"the body was not complete after {self._body_timeout} s",
-                label=verified.label,
-                key_id=verified.key_id,
+                label=label,
+                key_id=key_id,
             ) from None
         finally:
             self._deadlines.finish(watch)
@@ -465,8 +498,123 @@ class SignatureMiddleware:
         if nonce is not None and not store.add_sync(nonce_key(verified.key_id, nonce), self._ttl):
             raise _replayed(verified)
 
+    # -- webhooks ------------------------------------------------------------
+
+    def _webhook_profile(self, scope: Scope) -> WebhookProfile | None:
+        path = scope.get("path", "")
+        for prefix, profile in self._webhooks:  # longest prefix first
+            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                return profile
+        return None
+
+    async def _webhook(
+        self, scope: Scope, receive: Receive, send: Send, profile: WebhookProfile
+    ) -> None:
+        """Verify a webhook delivery with ``profile``, then hand it to the app once."""
+        try:
+            if scope["type"] != "http":
+                raise MalformedRequest("webhook paths take HTTP requests only")
+            raw = scope["headers"]
+            _, length, declared, _ = _scan_headers(raw)
+            if length is not None:
+                if not length.isdigit() or len(length) > 18:
+                    raise MalformedRequest("Content-Length is not a number")
+                declared = max(declared, int(length))
+            now = self._verifier.clock()
+            # Headers first: a missing or stale signature is refused before
+            # any body byte is read.
+            profile.check_headers(raw, now=now)
+            limit = self._max_body if profile.max_body_size is None else profile.max_body_size
+            if declared > limit:
+                raise BodyTooLarge(
+                    f"the announced body ({declared} bytes) is over the limit ({limit})"
+                )
+            header_count = len(raw)
+            body = await self._in_time(_receive_body(receive, limit), None, None)
+            if body is None:
+                return  # the client went away: no response, no app, no delivery recorded
+            if len(scope["headers"]) != header_count:
+                raise MalformedRequest(_NO_TRAILERS)
+            verified = profile.verify(raw, body, now=now)
+            fresh = await self._remember_delivery(profile, verified)
+        except VerificationError as error:
+            await self._reject(scope, receive, send, error, webhook=True)
+            return
+        except Exception as exc:  # fail closed, never a 500 and never the app
+            logger.exception("hmacguard: webhook verification failed unexpectedly")
+            await self._reject(
+                scope, receive, send, VerificationUnavailable(type(exc).__name__), webhook=True
+            )
+            return
+        if not fresh:
+            # The sender retried a delivery the app already has: acknowledge
+            # it so the retries stop, without processing it twice.
+            logger.info(
+                "hmacguard: duplicate %s delivery acknowledged without the app", profile.scheme
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_DUPLICATE)).encode("ascii")),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _DUPLICATE})
+            return
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["webhook"] = verified
+        forget = getattr(self._webhook_store, "discard", None)
+        if forget is None:
+            await self.app(scope, _Replay(body, receive), send)
+            return
+        # A delivery the app failed on is forgotten, so the provider's
+        # redelivery is processed rather than acknowledged as a duplicate.
+        status = 0
+
+        async def watch_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, _Replay(body, receive), watch_status)
+        except Exception:
+            await forget(self._delivery_key(profile, verified))
+            raise
+        if status == 0 or status >= 500:
+            await forget(self._delivery_key(profile, verified))
+
+    @staticmethod
+    def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
+        """The store key of a delivery: its dedupe key, in its scheme's own namespace."""
+        return nonce_key(f"webhook:{profile.scheme}", verified.dedupe_key)
+
+    async def _remember_delivery(self, profile: WebhookProfile, verified: VerifiedWebhook) -> bool:
+        """Record the delivery in the nonce store: True the first time, False for a duplicate."""
+        store = self._webhook_store
+        assert store is not None  # noqa: S101  (set whenever webhooks are configured)
+        try:
+            return await store.add(self._delivery_key(profile, verified), profile.dedupe_ttl)
+        except NonceStoreUnavailable:
+            raise
+        except Exception as exc:
+            raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
+
     async def _reject(
-        self, scope: Scope, receive: Receive, send: Send, error: VerificationError
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: VerificationError,
+        *,
+        webhook: bool = False,
     ) -> None:
         logger.warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r)",
@@ -488,8 +636,11 @@ class SignatureMiddleware:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008})
             return
-        base = self._debug_base(scope) if self._debug else None
-        status, headers, body = self._responder.render(error, base=base)
+        if webhook:
+            status, headers, body = self._webhook_responder.render(error)
+        else:
+            base = self._debug_base(scope) if self._debug else None
+            status, headers, body = self._responder.render(error, base=base)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -499,6 +650,51 @@ class SignatureMiddleware:
             return self._verifier.signature_base(method, url, headers)
         except Exception:  # debugging aid only: no base to show
             return None
+
+
+_DUPLICATE = b'{"status":"duplicate"}'
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None if the client left; :class:`BodyTooLarge` past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            logger.debug("hmacguard: client disconnected while sending the body")
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"the body passed the limit ({limit} bytes)")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _webhook_routes(
+    webhooks: Mapping[str, WebhookProfile] | None,
+) -> tuple[tuple[str, WebhookProfile], ...]:
+    """The webhook path prefixes, longest first, checked at construction."""
+    if webhooks is None:
+        return ()
+    if not isinstance(webhooks, Mapping):
+        raise TypeError(
+            'webhooks maps path prefixes to profiles: {"/webhooks/stripe": Stripe(...)}'
+        )
+    routes = []
+    for prefix, profile in webhooks.items():
+        if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.endswith("*"):
+            raise ValueError(f"webhook paths start with '/' and are prefixes (no '*'): {prefix!r}")
+        if not all(
+            hasattr(profile, name)
+            for name in ("scheme", "max_body_size", "dedupe_ttl", "check_headers", "verify")
+        ):
+            raise TypeError(f"the profile for {prefix!r} is not a webhook profile")
+        routes.append((prefix.rstrip("/") or "/", profile))
+    return tuple(sorted(routes, key=lambda route: len(route[0]), reverse=True))
 
 
 def _replayed(verified: VerifiedSignature) -> Replayed:

@@ -44,6 +44,12 @@ class NonceStore(Protocol):
     insert must be one atomic step: two concurrent calls with the same key
     must never both return True. A store that cannot answer raises (any
     exception); the middleware then fails closed with 503.
+
+    A store may also have ``async def discard(self, key: str) -> None``,
+    which forgets ``key``. The middleware calls it when the app fails on a
+    webhook delivery (raises, or answers 5xx), so the provider's redelivery
+    is processed instead of being acknowledged as a duplicate. Both stores
+    here have it; without it, such a redelivery counts as a duplicate.
     """
 
     async def add(self, key: str, ttl: float) -> bool:
@@ -128,6 +134,12 @@ class MemoryNonceStore:
                 queue = self._queues[ttl] = deque()
             queue.append((until, key))
             return True
+
+    async def discard(self, key: str) -> None:
+        """Forget ``key``, so that it can be added again."""
+        with self._lock:
+            # Its queue entry stays and is skipped when swept (the expiry differs).
+            self._expiry.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         expiry = self._expiry

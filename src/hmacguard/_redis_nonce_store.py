@@ -246,6 +246,29 @@ class RedisNonceStore:
             await self._check_policy(sender.client)
         return bool(reply)
 
+    async def discard(self, key: str) -> None:
+        """Forget ``key`` (one ``DEL``), so that it can be added again.
+
+        The middleware calls it when the app fails on a webhook delivery.
+        A failure here is logged, not raised: the delivery then stays
+        recorded, and its redelivery is acknowledged as a duplicate.
+        """
+        name = self.redis_key(key)
+        try:
+            if self._given is None:
+                client = self._clients.get(asyncio.get_running_loop()) or self._client()
+                reply = await client.command(b"DEL", name)
+                if isinstance(reply, BaseException):
+                    raise reply
+            else:
+                await _within(self._timeout, self._given.delete(name))
+        except Exception as exc:
+            logger.warning(
+                "RedisNonceStore: could not forget a delivery in Redis at %s (%s)",
+                self._where,
+                _failure_name(exc),
+            )
+
     async def aclose(self) -> None:
         """Close the connections this store opened in the running event loop.
 

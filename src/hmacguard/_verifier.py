@@ -289,6 +289,11 @@ class Verifier:
         return self._require_nonce
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The clock this verifier reads, in epoch seconds."""
+        return self._clock
+
+    @property
     def tag(self) -> str | None:
         """The ``tag`` a signature must carry, or None."""
         return self._tag

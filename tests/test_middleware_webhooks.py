@@ -1,0 +1,389 @@
+"""SignatureMiddleware(webhooks=...): webhook paths verified by a profile, the rest by RFC 9421.
+
+These tests drive the middleware's webhook mechanics with a small profile written
+here (an HMAC over ``{timestamp}.{body}`` in three headers), so each rule of the
+middleware is checked on its own: headers before the body, the profile's body
+limit, exact bytes to the app, deduplication (200 ``duplicate``, app not called),
+fail-closed store errors, and RFC 9421 routes unchanged beside the webhook paths.
+The real profiles (Stripe, GitHub, Slack, Standard Webhooks) have their own tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import pytest
+
+from asgi_helpers import NOW, EchoApp, call, drive, http_scope, problem, protect, sign
+from hmacguard import (
+    Expired,
+    InvalidSignature,
+    MalformedSignature,
+    MemoryNonceStore,
+    MissingSignature,
+    SignatureMiddleware,
+)
+from hmacguard._message import collect_headers
+
+WEBHOOK_SECRET = b"w" * 32
+PATH = "/a/hooks/test"
+
+
+class Delivery(NamedTuple):
+    scheme: str
+    delivery_id: str | None
+    timestamp: int | None
+    dedupe_key: str
+    secret_index: int
+
+
+class HexProfile:
+    """A minimal webhook scheme: X-Test-Id, X-Test-Ts, X-Test-Sig = hex HMAC of ``ts.body``."""
+
+    scheme = "test"
+    dedupe_ttl = 600.0
+
+    def __init__(self, max_body_size: int | None = None) -> None:
+        self.max_body_size = max_body_size
+        self.header_checks = 0
+
+    def check_headers(self, headers: Any, *, now: float | None = None) -> None:
+        self.header_checks += 1
+        self._read(headers, NOW if now is None else now)
+
+    def verify(self, headers: Any, body: bytes, *, now: float | None = None) -> Delivery:
+        delivery_id, timestamp, signature = self._read(headers, NOW if now is None else now)
+        expected = hmac.new(WEBHOOK_SECRET, f"{timestamp}.".encode() + body, hashlib.sha256)
+        if not hmac.compare_digest(expected.hexdigest(), signature):
+            raise InvalidSignature("the webhook signature does not match")
+        return Delivery(self.scheme, delivery_id, timestamp, delivery_id, 0)
+
+    @staticmethod
+    def _read(headers: Any, now: float) -> tuple[str, int, str]:
+        fields: Mapping[str, list[str]] = collect_headers(headers)
+        try:
+            delivery_id, stamp, signature = (
+                fields[name][0] for name in ("x-test-id", "x-test-ts", "x-test-sig")
+            )
+        except KeyError:
+            raise MissingSignature("a webhook header is missing") from None
+        if not stamp.isdigit():
+            raise MalformedSignature("the timestamp is not a number")
+        if abs(now - int(stamp)) > 300:
+            raise Expired("the timestamp is outside the window")
+        return delivery_id, int(stamp), signature
+
+
+def deliver(body: bytes, delivery_id: str = "d-1", timestamp: int = NOW) -> dict[str, str]:
+    """The headers of a delivery signed with the test scheme."""
+    mac = hmac.new(WEBHOOK_SECRET, f"{timestamp}.".encode() + body, hashlib.sha256)
+    return {"x-test-id": delivery_id, "x-test-ts": str(timestamp), "x-test-sig": mac.hexdigest()}
+
+
+def protected(profile: HexProfile | None = None, **options: Any) -> Any:
+    return protect(webhooks={"/a/hooks/test": profile or HexProfile()}, **options)
+
+
+async def test_a_valid_delivery_reaches_the_app_with_its_exact_bytes() -> None:
+    """A delivery signed by the profile's scheme reaches the app once, body byte for byte."""
+    setup = protected()
+    body = b'{"a":  1,\n "b": "\\u00e9"}'
+    exchange = await call(setup.middleware, "POST", PATH, deliver(body), body, chunk_size=5)
+    assert exchange.status_code == 200
+    assert exchange.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    assert setup.echo.count == 1
+
+
+async def test_the_app_finds_the_verified_delivery_in_scope_state() -> None:
+    """scope["state"]["webhook"] is the profile's VerifiedWebhook."""
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["webhook"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": b"k" * 32}, webhooks={"/hooks": HexProfile()}, clock=lambda: NOW
+    )
+    exchange = await call(middleware, "POST", "/hooks", deliver(b"x", "d-9"), b"x")
+    assert exchange.status_code == 204
+    assert seen == [Delivery("test", "d-9", NOW, "d-9", 0)]
+
+
+async def test_a_redelivery_is_acknowledged_without_reaching_the_app() -> None:
+    """The same delivery twice: the second gets 200 "duplicate" and the app is not called again."""
+    setup = protected()
+    body = b"{}"
+    first = await call(setup.middleware, "POST", PATH, deliver(body), body)
+    second = await call(setup.middleware, "POST", PATH, deliver(body), body)
+    assert first.status_code == 200
+    assert (second.status_code, second.json()) == (200, {"status": "duplicate"})
+    assert setup.echo.count == 1
+
+
+async def test_a_bad_signature_is_refused_with_a_webhook_challenge() -> None:
+    """A wrong MAC is 401 invalid_signature, with WWW-Authenticate and no Accept-Signature."""
+    setup = protected()
+    headers = deliver(b"original")
+    exchange = await call(setup.middleware, "POST", PATH, headers, b"tampered")
+    assert (exchange.status_code, problem(exchange)["reason"]) == (401, "invalid_signature")
+    assert exchange.headers["www-authenticate"] == 'Webhook realm="hmacguard"'
+    assert "accept-signature" not in exchange.headers
+    assert setup.echo.untouched()
+
+
+async def test_a_failed_delivery_is_not_remembered() -> None:
+    """A rejected delivery does not burn its id: the genuine one still gets through afterwards."""
+    setup = protected()
+    await call(setup.middleware, "POST", PATH, deliver(b"genuine"), b"forged")
+    exchange = await call(setup.middleware, "POST", PATH, deliver(b"genuine"), b"genuine")
+    assert exchange.status_code == 200
+    assert setup.echo.count == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({}, 401, "missing_signature"),
+        ({"x-test-id": "d", "x-test-ts": "soon", "x-test-sig": "00"}, 400, "malformed_signature"),
+        ({"x-test-id": "d", "x-test-ts": str(NOW - 3600), "x-test-sig": "00"}, 401, "expired"),
+    ],
+)
+async def test_header_failures_are_answered_before_the_body_is_read(
+    headers: dict[str, str], status: int, reason: str
+) -> None:
+    """Missing, malformed or stale headers are refused without a single receive() call."""
+    setup = protected()
+    scope = http_scope("POST", PATH, {**headers, "content-length": "2"})
+    exchange = await drive(setup.middleware, scope, [{"type": "http.request", "body": b"{}"}])
+    assert (exchange.status_code, problem(exchange)["reason"]) == (status, reason)
+    assert exchange.receive_calls == 0
+    assert setup.echo.untouched()
+
+
+async def test_the_profile_body_limit_replaces_the_middleware_default() -> None:
+    """A profile's max_body_size applies on its path: over it is 413, under it passes."""
+    setup = protected(HexProfile(max_body_size=10), max_body_size=1_000_000)
+    small, large = b"x" * 10, b"x" * 11
+    ok = await call(setup.middleware, "POST", PATH, deliver(small, "d-1"), small)
+    announced = await call(setup.middleware, "POST", PATH, deliver(large, "d-2"), large)
+    streamed = await call(
+        setup.middleware,
+        "POST",
+        PATH,
+        {**deliver(large, "d-3"), "transfer-encoding": "chunked"},
+        large,
+        chunk_size=4,
+        content_length=False,
+    )
+    assert ok.status_code == 200
+    assert (announced.status_code, problem(announced)["reason"]) == (413, "body_too_large")
+    assert announced.receive_calls == 0
+    assert (streamed.status_code, problem(streamed)["reason"]) == (413, "body_too_large")
+    assert setup.echo.count == 1
+
+
+async def test_a_profile_without_a_limit_uses_the_middleware_max_body_size() -> None:
+    """Without its own limit, a profile's path gets the middleware's max_body_size."""
+    setup = protected(HexProfile(), max_body_size=8)
+    body = b"x" * 9
+    exchange = await call(setup.middleware, "POST", PATH, deliver(body), body)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (413, "body_too_large")
+
+
+async def test_rfc9421_routes_stay_protected_beside_webhook_paths() -> None:
+    """Other paths still need an RFC 9421 signature; a webhook signature does not open them."""
+    setup = protected()
+    body = b"{}"
+    webhook_signed = await call(setup.middleware, "POST", "/a/other", deliver(body), body)
+    headers = sign("POST", "/a/other", body=body)
+    rfc_signed = await call(setup.middleware, "POST", "/a/other", headers, body)
+    assert (webhook_signed.status_code, problem(webhook_signed)["reason"]) == (
+        401,
+        "missing_signature",
+    )
+    assert rfc_signed.status_code == 200
+    assert setup.echo.count == 1
+
+
+async def test_an_rfc9421_signature_does_not_open_a_webhook_path() -> None:
+    """A request signed for the API is refused on the webhook path: the profile decides there."""
+    setup = protected()
+    headers = sign("POST", PATH, body=b"{}")
+    exchange = await call(setup.middleware, "POST", PATH, headers, b"{}")
+    assert (exchange.status_code, problem(exchange)["reason"]) == (401, "missing_signature")
+    assert setup.echo.untouched()
+
+
+@pytest.mark.parametrize(
+    ("path", "webhook"),
+    [
+        ("/a/hooks/test", True),
+        ("/a/hooks/test/", True),
+        ("/a/hooks/test/sub", True),
+        ("/a/hooks/testing", False),
+        ("/a/hooks", False),
+    ],
+)
+async def test_webhook_paths_are_prefixes_on_segment_boundaries(path: str, webhook: bool) -> None:
+    """A webhook prefix covers its path and what is below it, not look-alike siblings."""
+    profile = HexProfile()
+    setup = protected(profile)
+    await call(setup.middleware, "POST", path, deliver(b"{}"), b"{}")
+    assert (profile.header_checks == 1) is webhook
+
+
+async def test_the_longest_prefix_wins() -> None:
+    """Nested webhook prefixes: the most specific profile verifies the request."""
+    outer, inner = HexProfile(), HexProfile()
+    setup = protect(webhooks={"/a/hooks": outer, "/a/hooks/test": inner})
+    await call(setup.middleware, "POST", PATH, deliver(b"{}"), b"{}")
+    assert (outer.header_checks, inner.header_checks) == (0, 1)
+
+
+async def test_a_nonce_store_outage_fails_closed() -> None:
+    """A store that raises: 503 with Retry-After, and the app is not called."""
+
+    class Broken:
+        async def add(self, key: str, ttl: float) -> bool:
+            raise ConnectionError("down")
+
+    setup = protected(nonce_store=Broken())
+    exchange = await call(setup.middleware, "POST", PATH, deliver(b"{}"), b"{}")
+    assert (exchange.status_code, problem(exchange)["reason"]) == (503, "nonce_store_unavailable")
+    assert exchange.headers["retry-after"] == "1"
+    assert setup.echo.untouched()
+
+
+async def test_deliveries_are_deduplicated_even_without_nonces_for_rfc9421() -> None:
+    """require_nonce=False turns off RFC 9421 replay checks, not webhook deduplication."""
+    setup = protected(nonce_store=None, require_nonce=False)
+    for _ in range(2):
+        await call(setup.middleware, "POST", PATH, deliver(b"{}"), b"{}")
+    assert setup.echo.count == 1
+
+
+async def test_deliveries_share_the_configured_store_under_their_own_keys() -> None:
+    """A delivery id equal to an RFC 9421 nonce does not collide with it in the store."""
+    store = MemoryNonceStore()
+    setup = protected(nonce_store=store)
+    await call(setup.middleware, "POST", PATH, deliver(b"{}", "nonce-1"), b"{}")
+    assert len(store) == 1
+    assert await store.add("8:client-1:nonce-1", 60)
+
+
+async def test_a_client_leaving_mid_body_gets_no_response_and_burns_nothing() -> None:
+    """http.disconnect while the body arrives: no response, no app, the delivery id still unused."""
+    setup = protected()
+    scope = http_scope("POST", PATH, {**deliver(b"full"), "content-length": "4"})
+    messages = [{"type": "http.request", "body": b"fu", "more_body": True}]
+    exchange = await drive(setup.middleware, scope, messages)
+    assert exchange.sent == []
+    retry = await call(setup.middleware, "POST", PATH, deliver(b"full"), b"full")
+    assert retry.status_code == 200
+
+
+async def test_a_websocket_on_a_webhook_path_is_refused() -> None:
+    """Webhook paths take HTTP only: a WebSocket handshake there is closed with 1008."""
+    setup = protected()
+    scope = http_scope("GET", PATH, deliver(b""), kind="websocket", scheme="ws")
+    exchange = await drive(setup.middleware, scope, [{"type": "websocket.connect"}])
+    assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
+    assert setup.echo.untouched()
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "error"),
+    [
+        ({"hooks": HexProfile()}, ValueError),
+        ({"/hooks/*": HexProfile()}, ValueError),
+        ({"/hooks": object()}, TypeError),
+        ([("/hooks", HexProfile())], TypeError),
+    ],
+)
+def test_webhook_configuration_is_checked_at_construction(webhooks: Any, error: type) -> None:
+    """Paths must be '/'-prefixes and values profiles; anything else fails at start-up."""
+    with pytest.raises(error):
+        SignatureMiddleware(EchoApp(), keys={"client-1": b"k" * 32}, webhooks=webhooks)
+
+
+def _failing_app(outcome: str) -> Any:
+    """An app that fails on its first call (raises, or answers ``outcome``), then answers 200."""
+    calls = {"n": 0}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1 and outcome == "raise":
+            raise RuntimeError("the handler crashed")
+        status = int(outcome) if calls["n"] == 1 and outcome.isdigit() else 200
+        if calls["n"] == 1 and outcome == "silent":
+            return
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.calls = calls  # type: ignore[attr-defined]
+    return app
+
+
+@pytest.mark.parametrize("outcome", ["raise", "500", "503", "silent"])
+async def test_a_delivery_the_app_failed_on_is_forgotten(outcome: str) -> None:
+    """App raised, answered 5xx or nothing: the redelivery reaches the app, not 'duplicate'."""
+    app = _failing_app(outcome)
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": b"k" * 32}, webhooks={"/hooks": HexProfile()}, clock=lambda: NOW
+    )
+    if outcome == "raise":
+        with pytest.raises(RuntimeError):
+            await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    else:
+        await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    retry = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    assert retry.status_code == 200
+    assert retry.body == b""  # the app's own answer, not {"status": "duplicate"}
+    assert app.calls["n"] == 2
+    third = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    assert third.json() == {"status": "duplicate"}
+    assert app.calls["n"] == 2
+
+
+@pytest.mark.parametrize("outcome", ["200", "400", "422"])
+async def test_a_delivery_the_app_answered_stays_recorded(outcome: str) -> None:
+    """A 2xx or 4xx from the app is an answer: the redelivery is acknowledged as a duplicate."""
+    app = _failing_app(outcome)
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": b"k" * 32}, webhooks={"/hooks": HexProfile()}, clock=lambda: NOW
+    )
+    await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    retry = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    assert retry.json() == {"status": "duplicate"}
+    assert app.calls["n"] == 1
+
+
+async def test_a_store_without_discard_keeps_failed_deliveries() -> None:
+    """A custom store with only add(): a failed delivery's redelivery counts as a duplicate."""
+
+    class AddOnly:
+        def __init__(self) -> None:
+            self.keys: set[str] = set()
+
+        async def add(self, key: str, ttl: float) -> bool:
+            fresh = key not in self.keys
+            self.keys.add(key)
+            return fresh
+
+    app = _failing_app("500")
+    middleware = SignatureMiddleware(
+        app,
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks": HexProfile()},
+        nonce_store=AddOnly(),
+        clock=lambda: NOW,
+    )
+    await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    retry = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    assert retry.json() == {"status": "duplicate"}
+    assert app.calls["n"] == 1
