@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from hmac import compare_digest
 from typing import NamedTuple
 
 from ._algorithms import ALGORITHMS
@@ -626,7 +627,8 @@ class Verifier:
             data = base.encode("ascii")
         except UnicodeEncodeError:
             return None
-        if not key.verify_mac(data, mac):
+        # HMACKey.verify_mac(), less one call: the length first (CVE-2024-21491).
+        if len(mac) != key.alg.digest_size or not compare_digest(key.mac(data), mac):
             # Everything before the MAC passed, so the general path would reach
             # this same comparison and fail it: say so now rather than pay twice.
             raise InvalidSignature(
