@@ -387,3 +387,25 @@ async def test_a_store_without_discard_keeps_failed_deliveries() -> None:
     retry = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
     assert retry.json() == {"status": "duplicate"}
     assert app.calls["n"] == 1
+
+
+async def test_a_store_that_cannot_forget_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """discard() raising after a failed delivery: a warning, and the app's answer stands."""
+
+    class Stubborn(MemoryNonceStore):
+        async def discard(self, key: str) -> None:
+            raise ConnectionError("down")
+
+    app = _failing_app("500")
+    middleware = SignatureMiddleware(
+        app,
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks": HexProfile()},
+        nonce_store=Stubborn(),
+        clock=lambda: NOW,
+    )
+    exchange = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
+    assert exchange.status_code == 500
+    assert "could not forget a failed delivery (ConnectionError)" in caplog.text

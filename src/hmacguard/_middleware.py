@@ -586,10 +586,10 @@ class SignatureMiddleware:
         try:
             await self.app(scope, _Replay(body, receive), watch_status)
         except Exception:
-            await forget(self._delivery_key(profile, verified))
+            await _forget(forget, self._delivery_key(profile, verified))
             raise
         if status == 0 or status >= 500:
-            await forget(self._delivery_key(profile, verified))
+            await _forget(forget, self._delivery_key(profile, verified))
 
     @staticmethod
     def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
@@ -653,6 +653,18 @@ class SignatureMiddleware:
 
 
 _DUPLICATE = b'{"status":"duplicate"}'
+
+
+async def _forget(discard: Callable[[str], Awaitable[None]], key: str) -> None:
+    """Forget a delivery the app failed on; a store that cannot is logged, not raised."""
+    try:
+        await discard(key)
+    except Exception as exc:  # the response is sent, or the app's own error is on its way
+        logger.warning(
+            "hmacguard: could not forget a failed delivery (%s): its redelivery will be "
+            "acknowledged as a duplicate",
+            type(exc).__name__,
+        )
 
 
 async def _receive_body(receive: Receive, limit: int) -> bytes | None:
