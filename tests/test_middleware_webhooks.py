@@ -409,3 +409,52 @@ async def test_a_store_that_cannot_forget_is_logged_not_raised(
     exchange = await call(middleware, "POST", "/hooks", deliver(b"{}"), b"{}")
     assert exchange.status_code == 500
     assert "could not forget a failed delivery (ConnectionError)" in caplog.text
+
+
+async def test_threat_W4_a_slack_retry_of_an_event_is_acknowledged_without_the_app() -> None:
+    """Slack re-signs a retry (new timestamp): the middleware still answers it as a duplicate."""
+    from hmacguard.webhooks import Slack  # noqa: PLC0415  (this test's only real profile)
+
+    secret = "8f742231b10e8888abcd99yyyzzz85a5"
+    setup = protect(webhooks={"/a/hooks/slack": Slack(secret, clock=lambda: NOW)})
+    body = b'{"type":"event_callback","event_id":"Ev9","event":{"type":"app_mention"}}'
+
+    def slack_headers(timestamp: int) -> dict[str, str]:
+        base = f"v0:{timestamp}:".encode() + body
+        mac = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+        return {"x-slack-request-timestamp": str(timestamp), "x-slack-signature": f"v0={mac}"}
+
+    first = await call(setup.middleware, "POST", "/a/hooks/slack", slack_headers(NOW), body)
+    retry_headers = slack_headers(NOW + 60) | {"x-slack-retry-num": "1"}
+    retry = await call(setup.middleware, "POST", "/a/hooks/slack", retry_headers, body)
+    assert first.status_code == 200
+    assert (retry.status_code, retry.json()) == (200, {"status": "duplicate"})
+    assert setup.echo.count == 1
+
+
+def test_threat_W7_a_secret_shared_by_two_webhook_paths_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One secret on two endpoints (even across schemes) is logged at construction."""
+    from hmacguard.webhooks import GitHub, Slack  # noqa: PLC0415
+
+    shared = "a-secret-used-twice-0123456789abcdef"
+    SignatureMiddleware(
+        EchoApp(),
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks/github": GitHub(shared), "/hooks/slack": Slack([shared, "other-1234"])},
+    )
+    assert "webhook paths '/hooks/github' and '/hooks/slack' share a secret" in caplog.text
+    assert shared not in caplog.text
+
+
+def test_threat_W7_distinct_secrets_are_not_flagged(caplog: pytest.LogCaptureFixture) -> None:
+    """Each endpoint with its own secret: nothing is logged."""
+    from hmacguard.webhooks import GitHub, Slack  # noqa: PLC0415
+
+    SignatureMiddleware(
+        EchoApp(),
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks/github": GitHub("secret-one-0123456789"), "/hooks/slack": Slack("two")},
+    )
+    assert "share a secret" not in caplog.text

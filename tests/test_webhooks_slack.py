@@ -89,14 +89,51 @@ def test_threat_W4_form_body_verified_on_raw_bytes_before_parsing() -> None:
     assert Slack(SECRET).verify(slack_sign(SECRET, body, NOW), body, now=NOW).scheme == "slack"
 
 
-def test_threat_W4_retry_is_a_new_signature_so_event_dedupe_is_the_apps() -> None:
-    """A Slack retry has a new timestamp and signature, so its dedupe key is not the first one."""
-    body = b'{"event_id":"Ev1","type":"event_callback"}'
+def test_threat_W4_a_retry_of_an_event_has_the_same_dedupe_key() -> None:
+    """A re-signed retry of an Events API callback dedupes on its event_id, not the signature."""
+    body = b'{"token":"t","event":{"type":"app_mention"},"type":"event_callback","event_id":"Ev1"}'
     first = Slack(SECRET).verify(slack_sign(SECRET, body, NOW), body, now=NOW)
     headers = slack_sign(SECRET, body, NOW + 60) | {"X-Slack-Retry-Num": "1"}
     retry = Slack(SECRET).verify(headers, body, now=NOW + 60)
-    assert first.dedupe_key != retry.dedupe_key
-    assert first.delivery_id is retry.delivery_id is None
+    assert first.dedupe_key == retry.dedupe_key == "event:Ev1"
+    assert first.delivery_id == retry.delivery_id == "Ev1"
+
+
+def test_threat_W4_an_event_id_inside_message_text_is_not_the_callbacks() -> None:
+    """Only the top-level event_id counts: one quoted inside a message's text is ignored."""
+    body = (
+        b'{"event":{"type":"message","text":"\\"event_id\\": \\"EvFORGED\\""},'
+        b'"type":"event_callback","event_id":"EvREAL"}'
+    )
+    verified = Slack(SECRET).verify(slack_sign(SECRET, body, NOW), body, now=NOW)
+    assert verified.dedupe_key == "event:EvREAL"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"token=x&command=%2Fdo&text=",  # a slash command: form-encoded
+        b'{"type":"url_verification","challenge":"c","event_id":"Ev1"}',  # not a callback
+        b'{"type":"event_callback"}',  # no event_id
+        b'{"type":"event_callback","event_id":17}',  # not a string
+        b'{"type":"event_callback","event_id":"Ev 1"}',  # not an id
+        b'{"type":"event_callback", "event_id": "Ev1"',  # broken JSON
+        b"[" * 100_000 + b'"event_callback"',  # too deep, and too large
+    ],
+)
+def test_threat_W4_other_bodies_dedupe_on_the_signature(body: bytes) -> None:
+    """Without a callback's event_id, the dedupe key is the timestamp and signature."""
+    verified = Slack(SECRET).verify(slack_sign(SECRET, body, NOW), body, now=NOW)
+    assert verified.delivery_id is None
+    assert verified.dedupe_key.startswith(f"{NOW}.")
+
+
+def test_threat_W4_a_large_callback_is_not_parsed() -> None:
+    """A JSON body over 64 KiB is not parsed for an event id (bounded work per request)."""
+    padding = "x" * (64 * 1024)
+    body = f'{{"type":"event_callback","event_id":"Ev1","pad":"{padding}"}}'.encode()
+    verified = Slack(SECRET).verify(slack_sign(SECRET, body, NOW), body, now=NOW)
+    assert verified.delivery_id is None
 
 
 def test_replayed_request_has_same_dedupe_key() -> None:

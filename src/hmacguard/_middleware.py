@@ -706,7 +706,30 @@ def _webhook_routes(
         ):
             raise TypeError(f"the profile for {prefix!r} is not a webhook profile")
         routes.append((prefix.rstrip("/") or "/", profile))
+    _warn_shared_secrets(routes)
     return tuple(sorted(routes, key=lambda route: len(route[0]), reverse=True))
+
+
+def _warn_shared_secrets(routes: list[tuple[str, WebhookProfile]]) -> None:
+    """Flag one secret configured on two webhook paths (THREATS W7).
+
+    The Standard Webhooks spec asks for a secret per endpoint: with a shared
+    one, a delivery signed for one endpoint verifies at the other whenever
+    their schemes agree.
+    """
+    from .webhooks._profile import secret_fingerprints  # noqa: PLC0415  (only with webhooks)
+
+    seen: dict[bytes, str] = {}
+    for prefix, profile in routes:
+        for fingerprint in secret_fingerprints(profile):
+            other = seen.setdefault(fingerprint, prefix)
+            if other != prefix:
+                logger.warning(
+                    "SignatureMiddleware: webhook paths %r and %r share a secret; give each "
+                    "endpoint its own secret, or a delivery for one may verify at the other",
+                    other,
+                    prefix,
+                )
 
 
 def _replayed(verified: VerifiedSignature) -> Replayed:

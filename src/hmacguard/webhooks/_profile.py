@@ -2,8 +2,10 @@
 
 A profile is sans-IO like the core: it is handed the request's headers and its
 raw body bytes and either returns a :class:`VerifiedWebhook` or raises a leaf
-of :class:`~hmacguard.VerificationError`. It never decodes the body, never
-parses it, and never raises anything else for any input (THREATS W5, W6).
+of :class:`~hmacguard.VerificationError`. It verifies the body as received,
+never re-encoded, and never raises anything else for any input (THREATS W5,
+W6); only after the MAC has matched may it read the body for an event id
+(Slack's Events API, whose retries are re-signed).
 """
 
 from __future__ import annotations
@@ -128,10 +130,12 @@ class Mac:
     the raw bytes, never concatenated (a 25 MB body is not copied).
     """
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_keyed", "fingerprint")
 
     def __init__(self, secret: bytes, digest: str = "sha256") -> None:
         self._keyed = hmac.new(secret, digestmod=digest)
+        # Tells two secrets apart without revealing either (THREATS W7).
+        self.fingerprint = hmac.digest(secret, b"hmacguard secret fingerprint", "sha256")[:16]
 
     def digest(self, prefix: bytes, body: bytes) -> bytes:
         """Return the MAC of ``prefix + body``."""
@@ -142,6 +146,12 @@ class Mac:
 
     def __repr__(self) -> str:
         return "Mac(<hidden>)"
+
+
+def secret_fingerprints(profile: object) -> frozenset[bytes]:
+    """Fingerprints of the secrets a profile of this package holds (empty for others)."""
+    macs = getattr(profile, "_macs", ())
+    return frozenset(mac.fingerprint for mac in macs if isinstance(mac, Mac))
 
 
 def match(

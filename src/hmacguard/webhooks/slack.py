@@ -4,11 +4,13 @@ Slack's docs ("Verifying requests from Slack"): the base string is the version,
 the timestamp and the raw request body joined with ``:``; the signature is its
 hex HMAC-SHA256 under the app's signing secret; requests whose timestamp is
 more than five minutes away from local time should be ignored. The body is
-verified as received, before any form or JSON parsing.
+verified as received, before any form or JSON parsing; only then, an Events
+API callback's JSON is read for its ``event_id`` (the deduplication key).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 
@@ -62,11 +64,15 @@ class Slack:
         ValueError: no secret, an empty one, or a tolerance that is 0, None
             or negative.
 
-    The ``dedupe_key`` is ``"{timestamp}.{signature hex}"``: it stops a
-    captured request from being replayed inside the window. Slack's own
-    retries (``X-Slack-Retry-Num``) carry a new timestamp and signature, so
-    they are not duplicates here: deduplicate events on the body's
-    ``event_id`` in the app.
+    Deduplication (THREATS W4): Slack re-signs its retries (``X-Slack-Retry-Num``)
+    with a new timestamp, so for an Events API callback (a JSON body up to
+    64 KiB with ``"type": "event_callback"``) the ``dedupe_key`` is
+    ``"event:{event_id}"``, read from the verified body, and ``delivery_id``
+    is the ``event_id``: a retry of an event is a duplicate. For anything
+    else (slash commands, interactivity, other JSON) it is
+    ``"{timestamp}.{signature hex}"``, which stops a captured request from
+    being replayed inside the window. ``dedupe_ttl`` (660 s by default)
+    covers Slack's last retry, five minutes after the first attempt.
     """
 
     scheme = "slack"
@@ -134,5 +140,34 @@ class Slack:
         found = match(self._macs, f"v0:{ts_text}:".encode("ascii"), body, [candidate])
         if found is None:
             raise InvalidSignature("the signature matches the body under no configured secret")
+        event_id = _event_id(body)
+        if event_id is not None:
+            return VerifiedWebhook(self.scheme, event_id, timestamp, f"event:{event_id}", found[0])
         dedupe_key = f"{ts_text}.{candidate.hex()}"
         return VerifiedWebhook(self.scheme, None, timestamp, dedupe_key, found[0])
+
+
+# Events API callbacks are small; larger JSON bodies are not parsed for an event id.
+_MAX_EVENT_BODY = 64 * 1024
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def _event_id(body: bytes) -> str | None:
+    """The ``event_id`` of an Events API callback, read from its verified JSON body, or None.
+
+    Only after the MAC has matched, so the id is Slack's. The body is parsed
+    (not searched): an ``"event_id"`` inside a message's text cannot pass
+    for the callback's own.
+    """
+    if len(body) > _MAX_EVENT_BODY or b'"event_callback"' not in body:
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict) or payload.get("type") != "event_callback":
+        return None
+    event_id = payload.get("event_id")
+    if not isinstance(event_id, str) or _EVENT_ID.fullmatch(event_id) is None:
+        return None
+    return event_id
