@@ -285,7 +285,9 @@ class SignatureMiddleware:
                         f"({self._max_body})"
                     )
                 if self._body_timeout is not None and declared != 0:
-                    body = await self._read_body_in_time(receive, verified, digest)
+                    body = await self._in_time(
+                        self._read_body(receive, verified, digest), verified.label, verified.key_id
+                    )
                 else:
                     body = await self._read_body(receive, verified, digest)
                 if body is None:
@@ -381,14 +383,6 @@ class SignatureMiddleware:
             url = f"{url}?{query.decode('latin-1')}"
         return method, url, declared, headers, digest
 
-    async def _read_body_in_time(
-        self, receive: Receive, verified: VerifiedSignature, digest: str | None
-    ) -> bytes | None:
-        """:meth:`_read_body` within ``body_timeout`` seconds, else :class:`BodyTimeout`."""
-        return await self._in_time(
-            self._read_body(receive, verified, digest), verified.label, verified.key_id
-        )
-
     async def _in_time(
         self, reading: Awaitable[bytes | None], label: str | None, key_id: str | None
     ) -> bytes | None:
@@ -400,13 +394,12 @@ class SignatureMiddleware:
         no watch, and the server's own limits apply.
         """
         try:
-            loop = asyncio.get_running_loop()
             task = asyncio.current_task()
         except RuntimeError:  # not under asyncio (e.g. trio): no timer to set
             task = None
         if task is None or self._deadlines is None:
             return await reading
-        watch = self._deadlines.watch(loop, task)
+        watch = self._deadlines.watch(task.get_loop(), task)
         try:
             return await reading
         except asyncio.CancelledError:
