@@ -1,0 +1,654 @@
+"""The ``hmacguard`` command: keygen, digest, sign, verify (--explain) and demo.
+
+Most tests run ``main(argv)`` in-process and read what it printed; a few run
+``python -m hmacguard`` as a subprocess (import isolation, the demo).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hmacguard import Verifier
+from hmacguard._cli import main, parse_request
+from hmacguard.webhooks.standard import decode_whsec
+from redis_server import RedisServer, require_redis_server
+
+NOW = 1_700_000_000
+SECRET = base64.b64encode(b"k" * 32).decode("ascii")
+KEY_ID = "client-1"
+ROOT = Path(__file__).resolve().parent.parent
+SUBCOMMANDS = ("demo", "keygen", "digest", "sign", "verify")
+
+
+@dataclass
+class Result:
+    """What one run of the command returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run ``main(argv)`` in-process, optionally with bytes on stdin."""
+    monkeypatch.delenv("HMACGUARD_SECRET", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+    def run(*argv: str, stdin: bytes = b"") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def _python(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HMACGUARD_SECRET", None)
+    proc = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        check=False,
+        cwd=ROOT,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _sign(cli: Run, *extra: str, url: str = "https://api.example/orders?id=7") -> list[str]:
+    """Sign a JSON POST at NOW; return the header lines printed."""
+    result = cli(
+        "sign", "POST", url, "-H", "Content-Type: application/json", "-d", '{"amount": 10}',
+        "--key-id", KEY_ID, "--secret", SECRET, "--now", str(NOW), *extra,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    return result.out.splitlines()
+
+
+def _raw_request(header_lines: list[str], body: bytes = b'{"amount": 10}', **swap: str) -> bytes:
+    """A raw HTTP/1.1 request as a proxy log shows it, with the signature lines."""
+    target = swap.get("target", "/orders?id=7")
+    lines = [
+        f"POST {target} HTTP/1.1",
+        f"Host: {swap.get('host', 'api.example')}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *header_lines,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _verify(cli: Run, request: bytes, *extra: str) -> Result:
+    return cli(
+        "verify", "--key-id", KEY_ID, "--secret", SECRET, "--now", str(NOW + 10), *extra,
+        stdin=request,
+    )  # fmt: skip
+
+
+def _assert_no_secret(result: Result) -> None:
+    for text in (SECRET, (b"k" * 32).hex(), "k" * 32):
+        assert text not in result.out
+        assert text not in result.err
+
+
+# -- keygen --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "decode", "size"),
+    [
+        ((), base64.b64decode, 32),
+        (("--bytes", "64"), base64.b64decode, 64),
+        (("--format", "hex"), bytes.fromhex, 32),
+        (("--format", "whsec"), decode_whsec, 32),
+        (("--format", "whsec", "--bytes", "24"), decode_whsec, 24),
+    ],
+)
+def test_keygen_formats_and_lengths(
+    cli: Run, args: tuple[str, ...], decode: Callable[[str], bytes], size: int
+):
+    """keygen prints one secret of the asked length, in the asked encoding, fresh each time."""
+    first = cli("keygen", *args)
+    second = cli("keygen", *args)
+    assert first.code == 0
+    text = first.out.strip()
+    assert first.out == text + "\n"
+    assert len(decode(text)) == size
+    assert args[:2] != ("--format", "whsec") or text.startswith("whsec_")
+    assert first.out != second.out
+
+
+@pytest.mark.parametrize(
+    "args", [("--bytes", "16"), ("--format", "whsec", "--bytes", "65"), ("--bytes", "x")]
+)
+def test_keygen_refuses_unusable_lengths(cli: Run, args: tuple[str, ...]):
+    """A key too short for hmac-sha256 (or outside whsec's 24-64 bytes) is a usage error."""
+    result = cli("keygen", *args)
+    assert result.code == 2
+    assert result.out == ""
+    assert "--bytes" in result.err or "whsec" in result.err
+
+
+# -- digest --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alg", "hasher"), [("sha-256", hashlib.sha256), ("sha-512", hashlib.sha512)]
+)
+def test_rfc9530_digest_of_file_and_stdin(
+    cli: Run, tmp_path: Path, alg: str, hasher: Callable[[bytes], Any]
+):
+    """digest prints the Content-Digest of a file's bytes and of stdin, as hashlib computes it."""
+    body = b'{"hello": "world"}\r\n\x00\xff'
+    expected = f"{alg}=:{base64.b64encode(hasher(body).digest()).decode()}:\n"
+    path = tmp_path / "body.bin"
+    path.write_bytes(body)
+    assert cli("digest", str(path), "--alg", alg).out == expected
+    assert cli("digest", "-", "--alg", alg, stdin=body).out == expected
+    assert cli("digest", "--alg", alg, stdin=body).out == expected
+
+
+def test_digest_of_missing_file_is_usage_error(cli: Run, tmp_path: Path):
+    """An unreadable file exits 2 and names the file."""
+    result = cli("digest", str(tmp_path / "nope"))
+    assert result.code == 2
+    assert "nope" in result.err
+
+
+# -- sign ----------------------------------------------------------------------
+
+
+def test_sign_headers_verify_with_verifier(cli: Run):
+    """The header lines sign prints make the request verify with the core Verifier."""
+    lines = _sign(cli)
+    added = dict(line.split(": ", 1) for line in lines)
+    assert set(added) == {"Content-Digest", "Signature-Input", "Signature"}
+    headers = {"content-type": "application/json", **added}
+    verified = Verifier({KEY_ID: SECRET}).verify(
+        "POST", "https://api.example/orders?id=7", headers, b'{"amount": 10}', now=NOW
+    )
+    assert verified.key_id == KEY_ID
+    assert verified.created == NOW
+    assert "content-digest" in verified.components
+
+
+def test_sign_curl_command_parses_and_verifies(cli: Run):
+    """--curl prints one shell-quoted curl command carrying every header and the exact body."""
+    (line,) = _sign(cli, "--curl")
+    words = shlex.split(line)
+    assert words[0] == "curl"
+    assert "https://api.example/orders?id=7" in words
+    headers = [words[i + 1] for i, w in enumerate(words) if w == "-H"]
+    names = [h.split(":", 1)[0] for h in headers]
+    assert names == ["Content-Type", "Content-Digest", "Signature-Input", "Signature"]
+    body = words[words.index("--data-binary") + 1]
+    assert body == '{"amount": 10}'
+    assert "-X" not in words  # curl infers POST from the body
+    pairs = [tuple(h.split(": ", 1)) for h in headers]
+    Verifier({KEY_ID: SECRET}).verify(
+        "POST", "https://api.example/orders?id=7", pairs, body.encode(), now=NOW
+    )
+
+
+def test_sign_data_file_and_method_in_curl(cli: Run, tmp_path: Path):
+    """A --data-file body is signed byte for byte and referenced as @file; -X names a non-POST."""
+    path = tmp_path / "body.bin"
+    path.write_bytes(b"\x00binary\r\n")
+    result = cli(
+        "sign", "PUT", "https://api.example/blob", "--data-file", str(path),
+        "--key-id", KEY_ID, "--secret", SECRET, "--now", str(NOW), "--curl",
+    )  # fmt: skip
+    words = shlex.split(result.out)
+    assert words[words.index("-X") + 1] == "PUT"
+    assert words[words.index("--data-binary") + 1] == "@" + str(path)
+    pairs = [tuple(words[i + 1].split(": ", 1)) for i, w in enumerate(words) if w == "-H"]
+    Verifier({KEY_ID: SECRET}).verify(
+        "PUT", "https://api.example/blob", pairs, path.read_bytes(), now=NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-H", "no colon here"), "-H takes 'Name: value'"),
+        (("-H", "Content-Type: caf\u00e9", "-d", "x"), "non-ASCII"),
+        (("--secret", "not base64!"), "base64"),
+        (("--secret", base64.b64encode(b"short").decode()), "at least 32"),
+    ],
+)
+def test_sign_bad_input_is_usage_error(cli: Run, args: tuple[str, ...], message: str):
+    """A malformed header, an unsignable value or a bad secret exits 2 with a clear message."""
+    result = cli(
+        "sign", "GET", "https://api.example/", "--key-id", KEY_ID, "--secret", SECRET, *args,
+        "--now", str(NOW),
+    )  # fmt: skip
+    assert result.code == 2
+    assert result.out == ""
+    assert message in result.err
+    assert "not base64!" not in result.err
+
+
+# -- secrets ---------------------------------------------------------------------
+
+
+def test_secret_from_file_and_env(cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """--secret-file and HMACGUARD_SECRET give the same key as --secret; both flags is an error."""
+    expected = _sign(cli)[0]  # Content-Digest is deterministic; compare whole verification
+    path = tmp_path / "client-1.key"
+    path.write_text(SECRET + "\n")
+    args = ("sign", "GET", "https://api.example/x", "--key-id", KEY_ID, "--now", str(NOW))
+    from_file = cli(*args, "--secret-file", str(path))
+    monkeypatch.setenv("HMACGUARD_SECRET", SECRET)
+    from_env = cli(*args)
+    for result in (from_file, from_env):
+        assert result.code == 0, result.err
+        pairs = [tuple(line.split(": ", 1)) for line in result.out.splitlines()]
+        Verifier({KEY_ID: SECRET}).verify("GET", "https://api.example/x", pairs, now=NOW)
+    both = cli(*args, "--secret", SECRET, "--secret-file", str(path))
+    assert both.code == 2
+    assert "not both" in both.err
+    assert expected.startswith("Content-Digest")
+    _assert_no_secret(both)
+
+
+def test_no_secret_is_usage_error(cli: Run):
+    """Without --secret, --secret-file or HMACGUARD_SECRET the command says how to give one."""
+    result = cli("sign", "GET", "https://api.example/", "--key-id", KEY_ID)
+    assert result.code == 2
+    assert "HMACGUARD_SECRET" in result.err
+
+
+def test_secret_file_errors_never_quote_the_file(cli: Run, tmp_path: Path):
+    """A secret file that is not base64 fails without its content appearing anywhere."""
+    path = tmp_path / "bad.key"
+    path.write_text("p@ssw0rd-not-base64!!\n")
+    result = cli(
+        "sign", "GET", "https://api.example/", "--key-id", KEY_ID, "--secret-file", str(path)
+    )
+    assert result.code == 2
+    assert "p@ssw0rd" not in result.err + result.out
+
+
+# -- verify ----------------------------------------------------------------------
+
+
+def test_verify_signed_request_exits_0(cli: Run):
+    """A raw request carrying sign's headers verifies: exit 0 and VALID with the key id."""
+    result = _verify(cli, _raw_request(_sign(cli)))
+    assert result.code == 0, result.out + result.err
+    assert result.out.startswith("VALID: signature 'sig1' by key 'client-1'")
+    _assert_no_secret(result)
+
+
+@pytest.mark.parametrize(
+    ("swap", "body", "reason"),
+    [
+        ({}, b'{"amount": 99}', "digest_mismatch"),
+        ({"target": "/orders?id=8"}, b'{"amount": 10}', "invalid_signature"),
+        ({"host": "evil.example"}, b'{"amount": 10}', "invalid_signature"),
+    ],
+)
+def test_threat_tampered_request_exits_1_with_reason(
+    cli: Run, swap: dict[str, str], body: bytes, reason: str
+):
+    """A tampered body, query or Host exits 1 and prints the verifier's exact reason."""
+    result = _verify(cli, _raw_request(_sign(cli), body, **swap))
+    assert result.code == 1
+    assert result.out.startswith(f"INVALID: {reason} (HTTP 401)")
+    assert "--explain" in result.out
+
+
+def test_rfc9421_2_5_explain_shows_base_and_failing_mac(cli: Run):
+    """--explain on a tampered query prints the base lines, their sources and the failed MAC."""
+    result = _verify(cli, _raw_request(_sign(cli), target="/orders?id=8"), "--explain")
+    assert result.code == 1
+    out = result.out
+    base = out.split("-----BEGIN SIGNATURE BASE-----\n")[1].split("\n  -----END")[0].splitlines()
+    assert base[:6] == [
+        '"@method": POST',
+        '"@authority": api.example',
+        '"@path": /orders',
+        '"@query": ?id=8',
+        '"content-type": application/json',
+        '"content-digest": sha-256=:'
+        + base64.b64encode(hashlib.sha256(b'{"amount": 10}').digest()).decode()
+        + ":",
+    ]
+    assert base[6].startswith('"@signature-params": ("@method" "@authority"')
+    assert re.search(r"FAIL MAC .*<- invalid_signature: the verifier stops here", out)
+    assert re.search(r"ok   time +created 1700000000, now 1700000010: age 10 s", out)
+    assert '"@authority"         the Host header (line 2)' in out
+    assert "header line 3 (Content-Type)" in out
+    assert out.rstrip().endswith(
+        "INVALID: invalid_signature (HTTP 401): the signature does not match the request"
+    )
+    _assert_no_secret(result)
+
+
+def test_explain_names_the_missing_header(cli: Run):
+    """A covered header absent from the request is named, and the base still shows the rest."""
+    raw = _raw_request(_sign(cli)).replace(b"Content-Type: application/json\r\n", b"")
+    result = _verify(cli, raw, "--explain")
+    assert result.code == 1
+    assert "FAIL components  covered header 'content-type' is absent from the request" in result.out
+    assert "ABSENT: the request has no 'content-type' header" in result.out
+    assert '"@query": ?id=7' in result.out
+    assert "INVALID: invalid_signature" in result.out
+
+
+def test_explain_time_window_numbers_when_expired(cli: Run):
+    """An old signature fails the time check with created, now, age and the window."""
+    result = cli(
+        "verify", "--key-id", KEY_ID, "--secret", SECRET, "--now", str(NOW + 3600), "--explain",
+        stdin=_raw_request(_sign(cli)),
+    )  # fmt: skip
+    assert result.code == 1
+    assert re.search(
+        r"FAIL time +created 1700000000, now 1700003600: age 3600 s; accepted for "
+        r"-30 s <= age <= 300 s .*<- expired",
+        result.out,
+    )
+    assert "ok   MAC" in result.out  # later checks still shown, for diagnosis
+    assert "INVALID: expired (HTTP 401): created is 3600 s old (max_age: 300 s)" in result.out
+
+
+def test_explain_unsigned_request_lists_headers(cli: Run):
+    """An unsigned request fails the structure check as missing_signature and lists its headers."""
+    result = _verify(cli, b"GET / HTTP/1.1\nHost: api.example\nAccept: */*\n\n", "--explain")
+    assert result.code == 1
+    assert "FAIL structure   the request has neither Signature nor Signature-Input" in result.out
+    assert "the request's headers: accept, host" in result.out
+    assert "INVALID: missing_signature (HTTP 401)" in result.out
+
+
+def test_explain_wrong_key_id_is_unknown_key(cli: Run):
+    """A --key-id other than the signature's keyid fails as unknown_key and says both ids."""
+    result = cli(
+        "verify", "--key-id", "client-2", "--secret", SECRET, "--now", str(NOW + 10), "--explain",
+        stdin=_raw_request(_sign(cli)),
+    )  # fmt: skip
+    assert result.code == 1
+    assert "keyid 'client-1', the --key-id given is 'client-2'" in result.out
+    assert "INVALID: unknown_key" in result.out
+
+
+def test_verify_valid_explain_shows_all_checks_passing(cli: Run):
+    """--explain on a valid request marks every check ok and ends VALID."""
+    result = _verify(cli, _raw_request(_sign(cli)), "--explain")
+    assert result.code == 0
+    for name in ("structure", "parameters", "time", "key", "components", "MAC", "coverage"):
+        assert re.search(rf"^  ok   {name} ", result.out, re.MULTILINE), name
+    assert "FAIL" not in result.out
+    assert result.out.rstrip().splitlines()[-1].startswith("VALID:")
+
+
+def test_verify_curl_v_output(cli: Run):
+    """curl -v output (its '> ' lines) is read as the request; a GET without a body verifies."""
+    result = cli(
+        "sign", "GET", "https://api.example/items?page=2", "--key-id", KEY_ID, "--secret", SECRET,
+        "--now", str(NOW),
+    )  # fmt: skip
+    capture = "\n".join(
+        [
+            "*   Trying 127.0.0.1:443...",
+            "> GET /items?page=2 HTTP/1.1",
+            "> Host: api.example",
+            "> User-Agent: curl/8.5.0",
+            *("> " + line for line in result.out.splitlines()),
+            ">",
+            "< HTTP/1.1 200 OK",
+            "< content-length: 2",
+        ]
+    )
+    verified = _verify(cli, capture.encode())
+    assert verified.code == 0, verified.out + verified.err
+    parsed = parse_request(capture.encode())
+    assert parsed.from_curl
+    assert (parsed.method, parsed.target, parsed.line) == ("GET", "/items?page=2", 2)
+
+
+def test_verify_absolute_form_and_scheme(cli: Run):
+    """An absolute-form target (proxy logs) supplies scheme and authority; --scheme overrides."""
+    lines = _sign(cli, url="http://api.example/orders?id=7")
+    raw = _raw_request(lines, target="http://api.example/orders?id=7", host="ignored.example")
+    assert _verify(cli, raw).code == 0
+    origin = _raw_request(lines)
+    assert _verify(cli, origin, "--scheme", "http").code == 0
+    assert _verify(cli, origin).code == 0  # @scheme is not covered, so https also verifies
+
+
+def test_verify_request_file_and_chunked_body(cli: Run, tmp_path: Path):
+    """--request reads a file, and a chunked body is decoded before the digest check."""
+    head = (
+        _raw_request(_sign(cli))
+        .split(b"\r\n\r\n")[0]
+        .replace(b"Content-Length: 14", b"Transfer-Encoding: chunked")
+    )
+    path = tmp_path / "req.http"
+    path.write_bytes(head + b'\r\n\r\n6\r\n{"amou\r\n8\r\nnt": 10}\r\n0\r\n\r\n')
+    result = cli(
+        "verify", "--key-id", KEY_ID, "--secret", SECRET, "--now", str(NOW + 10),
+        "--request", str(path),
+    )  # fmt: skip
+    assert result.code == 0, result.out + result.err
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"hello world\n", "line 1 is not a request line"),
+        (b"GET /x HTTP/1.1\nbad header line\n\n", "line 2 is not a header line"),
+        (b"GET /x HTTP/1.1\nAccept: */*\n\n", "no Host header"),
+        (b"POST /x HTTP/1.1\nHost: a\nContent-Length: 10\n\nabc", "Content-Length says 10"),
+        (b"OPTIONS * HTTP/1.1\nHost: a\n\n", "not origin-form"),
+        (b"", "no request found"),
+    ],
+)
+def test_verify_unparseable_request_exits_2(cli: Run, raw: bytes, message: str):
+    """Input that is not an HTTP request exits 2 with a message naming the problem."""
+    result = _verify(cli, raw)
+    assert result.code == 2
+    assert message in result.err
+    assert result.out == ""
+
+
+# -- help and import isolation -------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_help_has_example_and_exit_codes(cli: Run, command: str):
+    """`hmacguard COMMAND --help` shows an example invocation and the exit codes."""
+    result = cli(command, "--help")
+    assert result.code == 0
+    assert "examples:" in result.out
+    assert f"hmacguard {command}" in result.out.split("examples:")[1]
+    assert "exit codes:" in result.out
+
+
+def test_usage_error_exits_2(cli: Run):
+    """An unknown subcommand or a missing argument is exit 2 (argparse's usage error)."""
+    assert cli("frobnicate").code == 2
+    assert cli("sign", "GET").code == 2
+
+
+def test_cli_and_keygen_load_no_web_packages():
+    """Importing the CLI and running keygen, sign and --help loads no httpx/starlette/uvicorn."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from hmacguard._cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['keygen']); main(['--help'])\n"
+        "    main(['sign', 'GET', 'https://a.example/', '--key-id', 'k', '--secret', 'a'*44])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('httpx', 'starlette', 'uvicorn', 'anyio', 'redis')))\n"
+    )
+    result = _python("-c", code)
+    assert result.code == 0, result.err
+    assert result.out.strip() == "[]"
+
+
+def test_demo_without_extra_names_pip_line():
+    """When uvicorn (or another demo dependency) is missing, demo exits 2 with the pip line."""
+    code = (
+        "import sys\n"
+        "sys.modules['uvicorn'] = None\n"
+        "from hmacguard._cli import main\n"
+        "raise SystemExit(main(['demo']))\n"
+    )
+    result = _python("-c", code)
+    assert result.code == 2
+    assert 'pip install "hmacguard[demo]"' in result.err
+    assert "uvicorn" in result.err
+
+
+# -- demo ---------------------------------------------------------------------------
+
+DEMO_ROWS = [
+    ("signed POST /orders", "200", "accepted"),
+    ("the same request, replayed", "401", "replayed"),
+    ("its body tampered", "401", "digest_mismatch"),
+    ("unsigned POST /orders", "401", "missing_signature"),
+    ("signed an hour ago", "401", "expired"),
+    ("signed with the wrong key", "401", "invalid_signature"),
+    ("signed, 256 KiB body", "413", "body_too_large"),
+    ("Standard Webhooks delivery", "200", "received"),
+    ("the same delivery, redelivered", "200", "duplicate"),
+]
+
+
+def test_demo_end_to_end_subprocess():
+    """`python -m hmacguard demo` plays every row with its expected outcome, plainly, in 30 s."""
+    env = {"NO_COLOR": "", "HMACGUARD_REDIS_URL": ""}
+    start = time.monotonic()
+    result = _python("-m", "hmacguard", "demo", env=env, timeout=30)
+    assert time.monotonic() - start < 30
+    assert result.code == 0, result.out + result.err
+    assert "\x1b[" not in result.out  # not a TTY: no colours
+    lines = result.out.splitlines()
+    for sent, status, reason in DEMO_ROWS:
+        (row,) = [line for line in lines if line.strip().startswith(sent)]
+        assert re.search(rf"\s{status}\s+{reason}\s+\d+\.\d$", row), row
+    assert "all 9 outcomes as expected" in result.out
+    assert "UNEXPECTED" not in result.out
+
+
+def test_demo_exits_1_when_an_outcome_differs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    """The demo is a smoke test: a row whose answer differs from the script fails it (exit 1)."""
+    from hmacguard import _demo  # noqa: PLC0415
+
+    monkeypatch.setattr(
+        _demo, "play", lambda *a: [_demo.Row("signed POST /orders", 200, "accepted", 401, "x")]
+    )
+    monkeypatch.delenv("HMACGUARD_REDIS_URL", raising=False)
+    assert main(["demo"]) == 1
+    out = capsys.readouterr().out
+    assert "UNEXPECTED: wanted 200 accepted" in out
+    assert "1 of 1 outcomes were not as expected" in out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_demo_table_colours_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch):
+    """ANSI colours appear on a TTY, and not when NO_COLOR is set or output is a pipe."""
+    from hmacguard import _demo  # noqa: PLC0415
+
+    rows = [_demo.Row("signed POST /orders", 200, "accepted", 200, "accepted", 1.0)]
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = _Terminal()
+    _demo.render(rows, tty)
+    assert "\x1b[32m" in tty.getvalue()
+    pipe = io.StringIO()
+    _demo.render(rows, pipe)
+    assert "\x1b[" not in pipe.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = _Terminal()
+    _demo.render(rows, tty)
+    assert "\x1b[" not in tty.getvalue()
+
+
+def test_demo_serve_prints_a_curl_command_the_server_accepts():
+    """`demo --serve` prints the throw-away key and a signed curl command the server accepts."""
+    env = {**os.environ, "HMACGUARD_REDIS_URL": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hmacguard", "demo", "--serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("curl "):
+                break
+        text = "".join(seen)
+        assert "throw-away" in text
+        secret = re.search(r"secret: +(\S+)", text)
+        assert secret is not None
+        assert len(base64.b64decode(secret.group(1))) == 32
+        words = shlex.split(seen[-1])
+        url = next(w for w in words if w.startswith("http://127.0.0.1:"))
+        headers = [tuple(words[i + 1].split(": ", 1)) for i, w in enumerate(words) if w == "-H"]
+        body = words[words.index("--data-binary") + 1].encode()
+        response = httpx.post(url, headers=headers, content=body, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "accepted"
+        again = httpx.post(url, headers=headers, content=body, timeout=10)
+        assert again.json()["reason"] == "replayed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:  # pragma: no cover
+                proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+
+
+@pytest.mark.redis
+def test_demo_with_redis_nonce_store():
+    """With HMACGUARD_REDIS_URL set, the demo uses Redis and still sees the replay rejected."""
+    require_redis_server()
+    with RedisServer() as redis_server:
+        result = _python(
+            "-m", "hmacguard", "demo", env={"HMACGUARD_REDIS_URL": redis_server.url}, timeout=30
+        )
+    assert result.code == 0, result.out + result.err
+    assert "nonce store Redis (HMACGUARD_REDIS_URL)" in result.out
+    assert re.search(r"the same request, replayed\s+401\s+replayed", result.out)
