@@ -100,6 +100,23 @@ class NonceStoreContract:
 class TestMemoryNonceStore(NonceStoreContract):
     """MemoryNonceStore: the contract, plus expiry, bounds and sweeping with a fake clock."""
 
+    def test_a_warning_when_90_percent_full_then_again_only_after_draining(
+        self, clock: FakeMonotonic, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One WARNING on reaching 90% of max_entries; re-armed once below 80%."""
+        store = MemoryNonceStore(max_entries=10, clock=clock)
+        for n in range(8):
+            store.add_sync(f"a{n}", 10.0)
+        assert "full" not in caplog.text
+        store.add_sync("a8", 10.0)
+        assert caplog.text.count("MemoryNonceStore is 90% full (9 of max_entries=10") == 1
+        store.add_sync("a9", 10.0)
+        assert caplog.text.count("% full") == 1  # not again while still full
+        clock.now += 11  # everything expires
+        for n in range(9):
+            store.add_sync(f"b{n}", 10.0)
+        assert caplog.text.count("% full") == 2
+
     @pytest.fixture
     def clock(self) -> FakeMonotonic:
         """The store's clock."""
