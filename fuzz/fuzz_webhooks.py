@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import atheris
-
-PLAIN_ENV = "HMACGUARD_FUZZ_UNINSTRUMENTED"
+from _harness import BUDGET_MAX_LEN, BUDGET_SECONDS, PLAIN_ENV, Budget, serve
+from _harness import split as _split
 
 with contextlib.nullcontext() if os.environ.get(PLAIN_ENV) else atheris.instrument_imports():
     from hmacguard import VerificationError
@@ -40,75 +37,12 @@ PROFILES: tuple[tuple[WebhookProfile, float], ...] = (
     (GitHub("It's a Secret to Everybody", allow_sha1=True), 1700000000),
 )
 
-BUDGET_SECONDS = 0.010
-BUDGET_MAX_LEN = 16384
-TRIES = 5
-_worker: subprocess.Popen[bytes] | None = None
-
-
-class BudgetExceeded(AssertionError):
-    """An input of at most 16 KiB took longer than the 10 ms budget, uninstrumented."""
-
-
-def _best_time(check: Callable[[bytes], object], data: bytes) -> float:
-    best = float("inf")
-    for _ in range(TRIES):
-        start = time.perf_counter()
-        check(data)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _uninstrumented_time(data: bytes) -> float:
-    """Time ``data`` in a helper process running this harness without coverage instrumentation.
-
-    Instrumented code runs several times slower, so an overrun seen here is
-    only a candidate; the budget applies to the library as users run it.
-    """
-    global _worker  # noqa: PLW0603  one helper process, started on the first candidate
-    if _worker is None:
-        _worker = subprocess.Popen(  # noqa: S603  our own interpreter and harness
-            [sys.executable, __file__, "--timing-worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, PLAIN_ENV: "1"},
-        )
-    if _worker.stdin is None or _worker.stdout is None:
-        raise RuntimeError("the timing helper has no pipes")
-    _worker.stdin.write(len(data).to_bytes(4, "big") + data)
-    _worker.stdin.flush()
-    return float(_worker.stdout.readline())
-
-
-def _timing_worker(check: Callable[[bytes], object]) -> None:
-    """Serve ``_uninstrumented_time``: read length-prefixed inputs, answer their best time."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while header := stdin.read(4):
-        data = stdin.read(int.from_bytes(header, "big"))
-        stdout.write(f"{_best_time(check, data)!r}\n".encode())
-        stdout.flush()
-
-
-def _split(data: bytes) -> tuple[int, bytes]:
-    """The flags byte and the rest of the input (the harness's format, see the module doc)."""
-    fdp = atheris.FuzzedDataProvider(data)
-    flags = fdp.ConsumeBytes(1)
-    return (flags[0] if flags else 0), fdp.ConsumeBytes(fdp.remaining_bytes())
+_BUDGET = Budget(__file__)
 
 
 def _timed(data: bytes) -> object:
-    """Run ``_target`` on ``data``; an input of at most 16 KiB over budget is a finding."""
-    start = time.perf_counter()
-    outcome = _target(data)
-    elapsed = time.perf_counter() - start
-    if elapsed > BUDGET_SECONDS and len(data) <= BUDGET_MAX_LEN:
-        # A candidate: time it again, without instrumentation, best of a few tries
-        # (a GC pause or another process can slow one run).
-        plain = os.environ.get(PLAIN_ENV)
-        best = _best_time(_target, data) if plain else _uninstrumented_time(data)
-        if best > BUDGET_SECONDS:
-            raise BudgetExceeded(f"{len(data)}-byte input took {best * 1000:.2f} ms (best)")
-    return outcome
+    """Run ``_target`` on ``data`` within the time budget (see ``_harness``)."""
+    return _BUDGET.timed(_target, data, BUDGET_SECONDS, BUDGET_MAX_LEN)
 
 
 class InconsistentProfile(AssertionError):
@@ -154,7 +88,7 @@ def TestOneInput(data: bytes) -> None:
 def main() -> None:
     """Fuzz with libFuzzer's command line (``-max_len``, ``-max_total_time``, corpus dirs)."""
     if sys.argv[1:] == ["--timing-worker"]:
-        _timing_worker(_target)
+        serve(_target)
         return
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
