@@ -633,3 +633,11 @@ def test_verifier_is_reusable_and_stateless() -> None:
     assert verifier.verify("GET", URL, headers, now=NOW) == verifier.verify(
         "GET", URL, headers, now=NOW
     )
+
+
+def test_policy_is_readable() -> None:
+    """max_age, clock_skew and clock are read-only views of the policy the verifier applies."""
+    clock = lambda: 1_700_000_000.0  # noqa: E731  (a fixed clock)
+    verifier = Verifier({"client-1": b"k" * 32}, max_age=120, clock_skew=10, clock=clock)
+    assert (verifier.max_age, verifier.clock_skew, verifier.clock) == (120, 10, clock)
+    assert verifier.nonce_ttl == 120 + 2 * 10 + 1

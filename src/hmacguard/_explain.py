@@ -94,7 +94,7 @@ class Explainer:
         if verifier.requires_digest_with_body:
             required += " (+ content-digest when there is a body)"
         self.say(
-            f"  policy: max_age {verifier._max_age} s, clock_skew {verifier._clock_skew} s, "
+            f"  policy: max_age {verifier.max_age} s, clock_skew {verifier.clock_skew} s, "
             f"nonce {'required' if verifier.require_nonce else 'optional'}, "
             f"required components {required}"
         )
@@ -179,15 +179,15 @@ class Explainer:
         age = self.now - created
         text = (
             f"created {created}, now {self.now:.0f}: age {age:.0f} s; accepted for "
-            f"-{v._clock_skew} s <= age <= {v._max_age} s (clock_skew, max_age)"
+            f"-{v.clock_skew} s <= age <= {v.max_age} s (clock_skew, max_age)"
         )
         if type(expires) is int:
             text += f"; expires {expires} ({expires - self.now:+.0f} s from now)"
         if isinstance(error, (Expired, NotYetValid)):
             return Check("time", False, text, error.reason)
-        if created > self.now + v._clock_skew:
+        if created > self.now + v.clock_skew:
             return Check("time", False, text, "not_yet_valid")
-        if age > v._max_age or (type(expires) is int and self.now > expires):
+        if age > v.max_age or (type(expires) is int and self.now > expires):
             return Check("time", False, text, "expired")
         return Check("time", True, text)
 

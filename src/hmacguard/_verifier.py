@@ -331,6 +331,16 @@ class Verifier:
         )
 
     @property
+    def max_age(self) -> int:
+        """Seconds a signature stays acceptable after its ``created`` time."""
+        return self._max_age
+
+    @property
+    def clock_skew(self) -> int:
+        """Seconds ``created`` may lie in the future (the signer's clock may run ahead)."""
+        return self._clock_skew
+
+    @property
     def nonce_ttl(self) -> int:
         """Seconds a nonce must be remembered to cover the whole acceptance window.
 
