@@ -148,6 +148,28 @@ class Mac:
         return "Mac(<hidden>)"
 
 
+class TimestampedProfile:
+    """What the timestamped schemes (Standard Webhooks, Stripe, Slack) share.
+
+    The keyed secrets, the window in both directions, how long a delivery is
+    remembered (``2 * tolerance + 60``: the window both ways, and a margin),
+    and a ``repr`` that counts the secrets without showing them.
+    """
+
+    def __init__(self, macs: tuple[Mac, ...], tolerance: float, clock: Callable[[], float]) -> None:
+        self._macs = macs
+        self.tolerance = check_tolerance(tolerance)
+        self.max_body_size: int | None = None
+        self.dedupe_ttl: float = 2 * self.tolerance + 60
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(secrets=<{len(self._macs)} hidden>, "
+            f"tolerance={self.tolerance!r})"
+        )
+
+
 def secret_fingerprints(profile: object) -> frozenset[bytes]:
     """Fingerprints of the secrets a profile of this package holds (empty for others)."""
     macs = getattr(profile, "_macs", ())

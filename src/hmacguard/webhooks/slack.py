@@ -19,9 +19,9 @@ from .._message import HeadersLike
 from ._profile import (
     DEFAULT_TOLERANCE,
     Mac,
+    TimestampedProfile,
     VerifiedWebhook,
     check_body,
-    check_tolerance,
     check_window,
     clock_now,
     collect,
@@ -50,7 +50,7 @@ def _slack_secret(secret: object) -> bytes:
     return raw
 
 
-class Slack:
+class Slack(TimestampedProfile):
     """Verify requests from Slack (Events API, slash commands, interactivity).
 
     Args:
@@ -84,16 +84,10 @@ class Slack:
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
     ) -> None:
-        self._macs = tuple(
+        macs = tuple(
             Mac(_slack_secret(secret)) for secret in secret_list(signing_secret, "signing secret")
         )
-        self.tolerance = check_tolerance(tolerance)
-        self.max_body_size: int | None = None
-        self.dedupe_ttl: float = 2 * self.tolerance + 60
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"Slack(secrets=<{len(self._macs)} hidden>, tolerance={self.tolerance!r})"
+        super().__init__(macs, tolerance, clock)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, int, bytes]:
         grouped = collect(headers)

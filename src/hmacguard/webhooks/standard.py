@@ -20,9 +20,9 @@ from ._profile import (
     DEFAULT_TOLERANCE,
     MAX_ENTRIES,
     Mac,
+    TimestampedProfile,
     VerifiedWebhook,
     check_body,
-    check_tolerance,
     check_window,
     clock_now,
     collect,
@@ -76,7 +76,7 @@ def decode_whsec(secret: object) -> bytes:
     return raw
 
 
-class StandardWebhooks:
+class StandardWebhooks(TimestampedProfile):
     """Verify Standard Webhooks deliveries (also Svix's ``svix-*`` headers).
 
     Args:
@@ -109,16 +109,10 @@ class StandardWebhooks:
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
     ) -> None:
-        self._macs = tuple(
+        macs = tuple(
             Mac(decode_whsec(secret)) for secret in secret_list(secret_or_secrets, "secret")
         )
-        self.tolerance = check_tolerance(tolerance)
-        self.max_body_size: int | None = None
-        self.dedupe_ttl: float = 2 * self.tolerance + 60
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"StandardWebhooks(secrets=<{len(self._macs)} hidden>, tolerance={self.tolerance!r})"
+        super().__init__(macs, tolerance, clock)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, str, int, list[bytes]]:
         grouped = collect(headers)

@@ -18,9 +18,9 @@ from ._profile import (
     DEFAULT_TOLERANCE,
     MAX_ENTRIES,
     Mac,
+    TimestampedProfile,
     VerifiedWebhook,
     check_body,
-    check_tolerance,
     check_window,
     clock_now,
     collect,
@@ -50,7 +50,7 @@ def _stripe_secret(secret: object) -> bytes:
     return secret.encode("utf-8")
 
 
-class Stripe:
+class Stripe(TimestampedProfile):
     """Verify Stripe webhook deliveries.
 
     Args:
@@ -80,16 +80,10 @@ class Stripe:
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
     ) -> None:
-        self._macs = tuple(
+        macs = tuple(
             Mac(_stripe_secret(secret)) for secret in secret_list(secret_or_secrets, "secret")
         )
-        self.tolerance = check_tolerance(tolerance)
-        self.max_body_size: int | None = None
-        self.dedupe_ttl: float = 2 * self.tolerance + 60
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return f"Stripe(secrets=<{len(self._macs)} hidden>, tolerance={self.tolerance!r})"
+        super().__init__(macs, tolerance, clock)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, int, list[bytes]]:
         value = read_header(collect(headers), _HEADER, _TITLE)
