@@ -7,7 +7,9 @@
 #     (and the server knows both keys), the new key takes over and the server reports it.
 #   * With --replay N: one signed request captured and sent N times, each on a new
 #     connection, as an attacker would resend it: the first is accepted, the copies are
-#     refused 401 "replayed" (across workers too, given a shared Redis nonce store).
+#     refused (across workers too, given a shared Redis nonce store). The client is told
+#     401 "invalid_signature", exactly as for a bad MAC, so an attacker cannot learn
+#     what the replay cache holds; the server's log says "replayed".
 #
 # Environment (the same as the server's):
 #   HMACGUARD_URL           the server (default http://127.0.0.1:8000)
@@ -20,7 +22,7 @@
 #   pip install "hmacguard[httpx]"
 #   export HMACGUARD_SECRET=...           # the server's secret
 #   python examples/client.py             # signed calls, sync and async: each prints 200
-#   python examples/client.py --replay 5  # one request sent 5 times: 200, then 401 replayed
+#   python examples/client.py --replay 5  # one request sent 5 times: 200, then four 401s
 #
 # Each call prints one line: [phase key-id] METHOD path -> status body
 # The exit status is 0 when every call got what this script expects, 1 otherwise.
@@ -109,7 +111,8 @@ def replay(base_url: str, key_id: str, secret: str, times: int) -> bool:
         if attempt == 1:
             expected &= response.status_code == 200
         else:
-            expected &= response.status_code == 401 and _reason(response) == "replayed"
+            # A replay is answered like a bad MAC; the server logs the precise reason.
+            expected &= response.status_code == 401 and _reason(response) == "invalid_signature"
     print("replays refused:", "yes" if expected else "NO")
     return expected
 

@@ -27,6 +27,9 @@ raw-ASGI driver for what HTTP clients normalise away.
   scope and body messages for one request and drives it.
 - :func:`asgi_client`: an ``httpx.AsyncClient`` over ``httpx.ASGITransport``.
 - :func:`problem`: parse and sanity-check an ``application/problem+json`` error body.
+- :func:`logged_reasons`: the precise reasons the middleware logged for its rejections
+  (the client is told ``invalid_signature`` for an unknown key, a stale or future
+  signature and a replay; THREATS K2/E1), from ``caplog`` or a server's log text.
 
 The app and the signing helpers import nothing from pytest, so a uvicorn test can serve
 ``EchoApp`` from a subprocess (``uvicorn --factory asgi_helpers:create_app``; the counter
@@ -39,6 +42,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +81,7 @@ __all__ = [
     "drive",
     "forge",
     "http_scope",
+    "logged_reasons",
     "problem",
     "protect",
     "sign",
@@ -340,6 +345,32 @@ def problem(response: httpx.Response | Exchange) -> dict[str, Any]:
     assert {"type", "title", "status", "detail", "reason"} <= set(document)
     assert document["status"] == response.status_code
     return document  # type: ignore[no-any-return]
+
+
+#: The WARNING the middleware logs for every rejection (``SignatureMiddleware._reject``):
+#: ``hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=...)``.
+_REJECTED = re.compile(
+    r"hmacguard rejected \S+ (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None): ([a-z_]+): "
+)
+
+
+def logged_reasons(log: Any) -> list[str]:
+    """The precise reasons of the middleware's rejections, oldest first, as it logged them.
+
+    ``log`` is pytest's ``caplog`` (the ``hmacguard`` logger's records) or the text of a
+    server's log (``UvicornServer.log()``, where the WARNING lines land on stderr). The
+    client is told ``invalid_signature`` for an unknown key, an expired or future-dated
+    signature and a replay (THREATS K2/E1), so the log is where a test proves the cause.
+    """
+    if isinstance(log, str):
+        return [m.group(1) for m in _REJECTED.finditer(log)]
+    reasons = []
+    for record in log.records:
+        if record.name == "hmacguard" and record.levelname == "WARNING":
+            match = _REJECTED.match(record.getMessage())
+            if match is not None:
+                reasons.append(match.group(1))
+    return reasons
 
 
 # -- raw ASGI ---------------------------------------------------------------------

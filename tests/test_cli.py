@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from asgi_helpers import logged_reasons
 from hmacguard import Verifier
 from hmacguard._cli import main, parse_request
 from hmacguard.webhooks.standard import decode_whsec
@@ -526,16 +527,19 @@ def test_demo_without_extra_names_pip_line():
 
 # -- demo ---------------------------------------------------------------------------
 
+# (what was sent, status, what the client was told, what the server logged). A replay, an
+# expired signature and a wrong key are all told invalid_signature (THREATS K2/E1); the
+# demo's server runs in its process, so its table shows the logged reason beside it.
 DEMO_ROWS = [
-    ("signed POST /orders", "200", "accepted"),
-    ("the same request, replayed", "401", "replayed"),
-    ("its body tampered", "401", "digest_mismatch"),
-    ("unsigned POST /orders", "401", "missing_signature"),
-    ("signed an hour ago", "401", "expired"),
-    ("signed with the wrong key", "401", "invalid_signature"),
-    ("signed, 256 KiB body", "413", "body_too_large"),
-    ("Standard Webhooks delivery", "200", "received"),
-    ("the same delivery, redelivered", "200", "duplicate"),
+    ("signed POST /orders", "200", "accepted", "-"),
+    ("the same request, replayed", "401", "invalid_signature", "replayed"),
+    ("its body tampered", "401", "digest_mismatch", "digest_mismatch"),
+    ("unsigned POST /orders", "401", "missing_signature", "missing_signature"),
+    ("signed an hour ago", "401", "invalid_signature", "expired"),
+    ("signed with the wrong key", "401", "invalid_signature", "invalid_signature"),
+    ("signed, 256 KiB body", "413", "body_too_large", "body_too_large"),
+    ("Standard Webhooks delivery", "200", "received", "-"),
+    ("the same delivery, redelivered", "200", "duplicate", "-"),
 ]
 
 
@@ -548,11 +552,13 @@ def test_demo_end_to_end_subprocess():
     assert result.code == 0, result.out + result.err
     assert "\x1b[" not in result.out  # not a TTY: no colours
     lines = result.out.splitlines()
-    for sent, status, reason in DEMO_ROWS:
+    assert re.search(r"\sstatus\s+client was told\s+server logged\s+ms$", lines[4]), lines[4]
+    for sent, status, reason, logged in DEMO_ROWS:
         (row,) = [line for line in lines if line.strip().startswith(sent)]
-        assert re.search(rf"\s{status}\s+{reason}\s+\d+\.\d$", row), row
+        assert re.search(rf"\s{status}\s+{reason}\s+{logged}\s+\d+\.\d$", row), row
     assert "all 9 outcomes as expected" in result.out
     assert "UNEXPECTED" not in result.out
+    assert "hmacguard rejected" not in result.err  # the log is read into the table, not printed
 
 
 def test_demo_exits_1_when_an_outcome_differs(
@@ -562,13 +568,28 @@ def test_demo_exits_1_when_an_outcome_differs(
     from hmacguard import _demo  # noqa: PLC0415
 
     monkeypatch.setattr(
-        _demo, "play", lambda *a: [_demo.Row("signed POST /orders", 200, "accepted", 401, "x")]
+        _demo,
+        "play",
+        lambda *a: [
+            _demo.Row("signed POST /orders", 200, "accepted", "-", 401, "x", "x"),
+            # The client's answer as scripted, but the server logged another reason.
+            _demo.Row(
+                "signed an hour ago",
+                401,
+                "invalid_signature",
+                "expired",
+                401,
+                "invalid_signature",
+                "not_yet_valid",
+            ),
+        ],
     )
     monkeypatch.delenv("HMACGUARD_REDIS_URL", raising=False)
     assert main(["demo"]) == 1
     out = capsys.readouterr().out
-    assert "UNEXPECTED: wanted 200 accepted" in out
-    assert "1 of 1 outcomes were not as expected" in out
+    assert "UNEXPECTED: wanted 200 accepted\n" in out
+    assert "UNEXPECTED: wanted 401 invalid_signature (logged expired)\n" in out
+    assert "2 of 2 outcomes were not as expected" in out
 
 
 class _Terminal(io.StringIO):
@@ -580,7 +601,7 @@ def test_demo_table_colours_only_on_a_terminal_without_no_color(monkeypatch: pyt
     """ANSI colours appear on a TTY, and not when NO_COLOR is set or output is a pipe."""
     from hmacguard import _demo  # noqa: PLC0415
 
-    rows = [_demo.Row("signed POST /orders", 200, "accepted", 200, "accepted", 1.0)]
+    rows = [_demo.Row("signed POST /orders", 200, "accepted", "-", 200, "accepted", "-", 1.0)]
     monkeypatch.delenv("NO_COLOR", raising=False)
     tty = _Terminal()
     _demo.render(rows, tty)
@@ -629,7 +650,8 @@ def test_demo_serve_prints_a_curl_command_the_server_accepts():
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "accepted"
         again = httpx.post(url, headers=headers, content=body, timeout=10)
-        assert again.json()["reason"] == "replayed"
+        # Told like a bad MAC (THREATS K2); the server's log on stderr names the replay.
+        assert (again.status_code, again.json()["reason"]) == (401, "invalid_signature")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -637,8 +659,9 @@ def test_demo_serve_prints_a_curl_command_the_server_accepts():
         finally:
             if proc.poll() is None:  # pragma: no cover
                 proc.kill()
-            proc.communicate()
+            _, err = proc.communicate()
     assert proc.returncode == 0
+    assert logged_reasons(err) == ["replayed"], err
 
 
 @pytest.mark.redis
@@ -651,4 +674,6 @@ def test_demo_with_redis_nonce_store():
         )
     assert result.code == 0, result.out + result.err
     assert "nonce store Redis (HMACGUARD_REDIS_URL)" in result.out
-    assert re.search(r"the same request, replayed\s+401\s+replayed", result.out)
+    assert re.search(
+        r"the same request, replayed\s+401\s+invalid_signature\s+replayed\s", result.out
+    )

@@ -30,7 +30,17 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 import hmacguard
-from asgi_helpers import KEYS, NOW, ORIGIN, SECRET, EchoApp, FakeClock, asgi_client, protect
+from asgi_helpers import (
+    KEYS,
+    NOW,
+    ORIGIN,
+    SECRET,
+    EchoApp,
+    FakeClock,
+    asgi_client,
+    logged_reasons,
+    protect,
+)
 from hmacguard import HMACKey, MemoryNonceStore, SignatureMiddleware, Signer, Verifier
 from hmacguard._client import RedirectWarning
 from hmacguard._httpx_auth import HMACAuth
@@ -471,8 +481,8 @@ async def test_two_requests_never_share_a_nonce() -> None:
     assert len({nonce_of(r.request) for r in responses}) == 50
 
 
-async def test_threat_R1_replayed_request_is_rejected() -> None:
-    """The exact signed request sent again (same headers, no re-signing) is 401 replayed."""
+async def test_threat_R1_replayed_request_is_rejected(caplog: pytest.LogCaptureFixture) -> None:
+    """The exact signed request sent again (no re-signing) is a 401, logged as replayed."""
     protected = protect()
     async with protected.client(auth=make_auth()) as client:
         first = await client.post("/t", content=BODY)
@@ -481,7 +491,9 @@ async def test_threat_R1_replayed_request_is_rejected() -> None:
         replay = await client.send(again, auth=None)
     assert first.status_code == 200
     assert again.headers["signature"] == sent.headers["signature"]
-    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
+    # The client is told invalid_signature, as for a bad MAC (THREATS K2); the log says why.
+    assert (replay.status_code, replay.json()["reason"]) == (401, "invalid_signature")
+    assert logged_reasons(caplog) == ["replayed"]
     assert protected.echo.count == 1
 
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import requests
 
+from asgi_helpers import logged_reasons
 from hmacguard import HMACAuth
 from hmacguard.requests import HMACAuth as RequestsHMACAuth
 from uvicorn_server import UvicornServer
@@ -65,6 +66,18 @@ def served(server: UvicornServer) -> int:
     """How many requests reached the app so far (the exempt stats route)."""
     count: int = httpx.get(server.url + "/_stats", timeout=TIMEOUT).json()["count"]
     return count
+
+
+def assert_replayed(
+    server: UvicornServer, response: httpx.Response | requests.Response, since: int
+) -> None:
+    """A 401 told like a bad MAC (THREATS K2), and the server logged it as a replay.
+
+    The middleware's WARNING line lands in the server's log (stderr), written before
+    the response is sent; ``since`` is the log size before the request.
+    """
+    assert (response.status_code, response.json()["reason"]) == (401, "invalid_signature")
+    assert logged_reasons(server.log()[since:]) == ["replayed"]
 
 
 def check_echo(echo: dict[str, Any], method: str, raw_path: str, query: str, body: bytes) -> None:
@@ -174,7 +187,7 @@ async def test_httpx_async_10_mib_streamed_body(server: UvicornServer) -> None:
 
 
 async def test_httpx_nonces_are_unique_and_a_replay_is_rejected(server: UvicornServer) -> None:
-    """Concurrent sends carry distinct nonces; the same bytes re-sent are 401 replayed."""
+    """Concurrent sends carry distinct nonces; the same bytes re-sent are refused as replayed."""
     auth = HMACAuth(KEY_ID, SECRET)
     before = served(server)
     async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
@@ -183,8 +196,9 @@ async def test_httpx_nonces_are_unique_and_a_replay_is_rejected(server: UvicornS
         assert len({r.json()["nonce"] for r in responses}) == 30
         sent = responses[0].request
         again = httpx.Request(sent.method, sent.url, headers=sent.headers, content=sent.content)
+        since = server.log_size()
         replay = await client.send(again, auth=None)
-    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
+    assert_replayed(server, replay, since)
     assert served(server) == before + 30
 
 
@@ -237,5 +251,6 @@ def test_requests_10_mib_body_and_replay(server: UvicornServer) -> None:
         response = session.put(server.url + "/t/big", data=BIG, timeout=TIMEOUT)
         assert response.status_code == 200, response.text
         check_echo(response.json(), "PUT", "/t/big", "", BIG)
+        since = server.log_size()
         replay = session.send(response.request, timeout=TIMEOUT)
-    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed")
+    assert_replayed(server, replay, since)

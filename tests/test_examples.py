@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from asgi_helpers import logged_reasons
 from hmacguard import HMACAuth, HMACKey
 from hmacguard.webhooks import StandardWebhooksAuth
 from redis_server import RedisServer
@@ -184,12 +185,16 @@ def test_internal_api_refuses_unsigned_and_unknown_keys_but_serves_health(
 
 
 def test_threat_R1_internal_api_replay_refused(internal_api: UvicornServer) -> None:
-    """client.py --replay sends one signed request three times: 200, then 401 replayed twice."""
+    """client.py --replay sends one signed request three times: 200, then two 401s (replayed)."""
+    since = internal_api.log_size()
     result = run_example("client.py", client_env(internal_api), "--replay", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = calls(result.stdout)
     assert [line["status"] for line in lines] == ["200", "401", "401"]
-    assert [json.loads(line["body"]).get("reason") for line in lines[1:]] == ["replayed"] * 2
+    # Told like a bad MAC (THREATS K2); the server's log names the replay.
+    reasons = [json.loads(line["body"]).get("reason") for line in lines[1:]]
+    assert reasons == ["invalid_signature"] * 2
+    assert logged_reasons(internal_api.log()[since:]) == ["replayed"] * 2
     assert result.stdout.rstrip().endswith("replays refused: yes")
 
 
@@ -554,11 +559,14 @@ def test_threat_R4_multi_worker_replay_refused_by_every_worker(
     _, server = redis_workers
     pids: set[str] = set()
     for _ in range(3):  # the kernel picks the worker; three runs of 12 copies reach both
+        since = server.log_size()
         result = run_example("client.py", client_env(server), "--replay", "12")
         assert result.returncode == 0, result.stdout + result.stderr
         lines = calls(result.stdout)
         assert [line["status"] for line in lines] == ["200"] + ["401"] * 11
-        assert {json.loads(line["body"])["reason"] for line in lines[1:]} == {"replayed"}
+        # Told like a bad MAC (THREATS K2); both workers log to the server's log: replayed.
+        assert {json.loads(line["body"])["reason"] for line in lines[1:]} == {"invalid_signature"}
+        assert logged_reasons(server.log()[since:]) == ["replayed"] * 11
         workers = [re.search(r"worker (\d+)", line["phase"]) for line in lines]
         accepted_by = workers[0][1] if workers[0] else None
         refused_by = {match[1] for match in workers[1:] if match}

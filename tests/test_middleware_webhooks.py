@@ -17,7 +17,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from asgi_helpers import NOW, EchoApp, call, drive, http_scope, problem, protect, sign
+from asgi_helpers import (
+    NOW,
+    EchoApp,
+    call,
+    drive,
+    http_scope,
+    logged_reasons,
+    problem,
+    protect,
+    sign,
+)
 from hmacguard import (
     Expired,
     InvalidSignature,
@@ -146,21 +156,38 @@ async def test_a_failed_delivery_is_not_remembered() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "reason"),
+    ("headers", "status", "reason", "logged"),
     [
-        ({}, 401, "missing_signature"),
-        ({"x-test-id": "d", "x-test-ts": "soon", "x-test-sig": "00"}, 400, "malformed_signature"),
-        ({"x-test-id": "d", "x-test-ts": str(NOW - 3600), "x-test-sig": "00"}, 401, "expired"),
+        ({}, 401, "missing_signature", "missing_signature"),
+        (
+            {"x-test-id": "d", "x-test-ts": "soon", "x-test-sig": "00"},
+            400,
+            "malformed_signature",
+            "malformed_signature",
+        ),
+        # A stale delivery is told invalid_signature, like a bad MAC (THREATS K2/E1).
+        (
+            {"x-test-id": "d", "x-test-ts": str(NOW - 3600), "x-test-sig": "00"},
+            401,
+            "invalid_signature",
+            "expired",
+        ),
     ],
+    ids=["missing", "malformed", "stale"],
 )
 async def test_header_failures_are_answered_before_the_body_is_read(
-    headers: dict[str, str], status: int, reason: str
+    headers: dict[str, str],
+    status: int,
+    reason: str,
+    logged: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Missing, malformed or stale headers are refused without a single receive() call."""
     setup = protected()
     scope = http_scope("POST", PATH, {**headers, "content-length": "2"})
     exchange = await drive(setup.middleware, scope, [{"type": "http.request", "body": b"{}"}])
     assert (exchange.status_code, problem(exchange)["reason"]) == (status, reason)
+    assert logged_reasons(caplog) == [logged]
     assert exchange.receive_calls == 0
     assert setup.echo.untouched()
 

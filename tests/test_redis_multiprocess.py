@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
+from asgi_helpers import logged_reasons
 from hmacguard import HMACKey, Signer
 from redis_server import RedisServer, require_redis_server
 from uvicorn_server import UvicornServer
@@ -144,33 +145,46 @@ def reason(body: bytes) -> str:
     return result
 
 
+def logged_since(server: UvicornServer, since: int) -> list[str]:
+    """The precise reasons ``server`` logged for its rejections after log offset ``since``.
+
+    A replay is told ``invalid_signature`` like a bad MAC (THREATS K2); the middleware's
+    WARNING line in the server's log (written before the response) says ``replayed``.
+    """
+    return logged_reasons(server.log()[since:])
+
+
 # -- replay across processes (R4) --------------------------------------------------------
 
 
 async def test_threat_R4_accepted_by_A_is_a_replay_on_B(
     servers: tuple[UvicornServer, UvicornServer],
 ) -> None:
-    """A request accepted by server A, sent byte for byte to server B, is 401 replayed there."""
+    """A request accepted by server A, sent byte for byte to server B, is a replay there."""
     a, b = servers
     before = (stats(a)["count"], stats(b)["count"])
+    since = (a.log_size(), b.log_size())
     request = signed_request(a.authority, "/orders", b'{"amount": 10}')
     first = await exchange(a, request)
     replay = await exchange(b, request)
     again = await exchange(a, request)
     assert first[0] == 200
     assert json.loads(first[2])["count"] == before[0] + 1
-    assert (replay[0], reason(replay[2])) == (401, "replayed")
-    assert (again[0], reason(again[2])) == (401, "replayed")
+    assert (replay[0], reason(replay[2])) == (401, "invalid_signature")
+    assert (again[0], reason(again[2])) == (401, "invalid_signature")
+    assert (logged_since(a, since[0]), logged_since(b, since[1])) == (["replayed"], ["replayed"])
     assert (stats(a)["count"], stats(b)["count"]) == (before[0] + 1, before[1])
 
 
 async def test_threat_R4_the_other_way_round(servers: tuple[UvicornServer, UvicornServer]) -> None:
-    """Accepted by B first (uvloop, httptools), the same request is 401 replayed on A."""
+    """Accepted by B first (uvloop, httptools), the same request is a replay on A."""
     a, b = servers
     request = signed_request(b.authority, "/orders", b'{"amount": 11}')
     assert (await exchange(b, request))[0] == 200
+    since = a.log_size()
     status, _, body = await exchange(a, request)
-    assert (status, reason(body)) == (401, "replayed")
+    assert (status, reason(body)) == (401, "invalid_signature")
+    assert logged_since(a, since) == ["replayed"]
 
 
 # -- the race across processes (R5) ----------------------------------------------------------
@@ -189,6 +203,7 @@ async def test_threat_R5_hundred_copies_split_across_A_and_B_one_accepted_per_ro
     """
     a, b = servers
     before = served(a, b)
+    since = (a.log_size(), b.log_size())
     connections = [
         await asyncio.open_connection("127.0.0.1", server.port)
         for server in (a, b)
@@ -206,7 +221,7 @@ async def test_threat_R5_hundred_copies_split_across_A_and_B_one_accepted_per_ro
             statuses = Counter(status for status, _, _ in responses)
             assert statuses == {200: 1, 401: COPIES - 1}, statuses
             reasons = Counter(reason(body) for status, _, body in responses if status == 401)
-            assert reasons == {"replayed": COPIES - 1}
+            assert reasons == {"invalid_signature": COPIES - 1}  # told like a bad MAC (K2)
             winner = next(i for i, (status, _, _) in enumerate(responses) if status == 200)
             accepted_by[winner // (COPIES // 2)] += 1
     finally:
@@ -216,6 +231,9 @@ async def test_threat_R5_hundred_copies_split_across_A_and_B_one_accepted_per_ro
             await writer.wait_closed()
     assert served(a, b) - before == ROUNDS
     assert sum(accepted_by.values()) == ROUNDS
+    # Every refused copy was logged as a replay, by whichever server refused it.
+    logged = logged_since(a, since[0]) + logged_since(b, since[1])
+    assert Counter(logged) == {"replayed": ROUNDS * (COPIES - 1)}
 
 
 # -- outage (R7) -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from asgi_helpers import problem, protect, sign
+from asgi_helpers import logged_reasons, problem, protect, sign
 from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
 from test_nonce_store import TTL, NonceStoreContract
@@ -897,7 +897,7 @@ def test_threat_R5_threads_with_their_own_loops_accept_exactly_one(
 
 
 async def test_threat_R1_replay_refused_through_the_middleware(
-    redis_server: RedisServer, connect: Any
+    redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Behind SignatureMiddleware: the first request reaches the app, its replay is 401."""
     protected = protect(nonce_store=connect(redis_server.url))
@@ -907,7 +907,9 @@ async def test_threat_R1_replay_refused_through_the_middleware(
         replay = await client.post("/t", headers=headers, content=b"{}")
     assert first.status_code == 200
     assert replay.status_code == 401
-    assert problem(replay)["reason"] == "replayed"
+    # Told like a bad MAC (THREATS K2); the log holds the precise cause.
+    assert problem(replay)["reason"] == "invalid_signature"
+    assert logged_reasons(caplog) == ["replayed"]
     assert protected.echo.count == 1
 
 

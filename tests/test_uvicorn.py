@@ -56,6 +56,7 @@ from typing import Any
 import httpx
 import pytest
 
+from asgi_helpers import logged_reasons
 from hmacguard import HMACKey, Signer
 from uvicorn_server import UvicornServer
 
@@ -273,14 +274,17 @@ def test_end_to_end_signed_request_is_echoed(server: UvicornServer) -> None:
 
 
 def test_threat_R1_same_bytes_twice_rejected_as_replayed(server: UvicornServer) -> None:
-    """The byte-identical request sent again gets 401 replayed and the app is not called."""
+    """The byte-identical request sent again is refused, logged as replayed; the app is not run."""
     body = order()
     headers = signed_headers(server, "POST", "/orders", body, headers=[("Content-Type", JSON)])
     assert post(server, "/orders", headers, body).status_code == 200
     before = served(server)
+    since = server.log_size()
     again = post(server, "/orders", headers, body)
     assert again.status_code == 401
-    assert again.json()["reason"] == "replayed"
+    # Told like a bad MAC (THREATS K2); the middleware's WARNING in the server log says why.
+    assert again.json()["reason"] == "invalid_signature"
+    assert logged_reasons(server.log()[since:]) == ["replayed"]
     assert served(server) == before
 
 
@@ -358,6 +362,7 @@ async def test_threat_R5_hundred_concurrent_copies_one_accepted_per_round(
     """
     body = order(1024)
     before = served(server)
+    since = server.log_size()
     connections = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(COPIES)]
     try:
         for _ in range(ROUNDS):
@@ -376,13 +381,15 @@ async def test_threat_R5_hundred_concurrent_copies_one_accepted_per_round(
             reasons = Counter(
                 json.loads(data)["reason"] for status, data in responses if status == 401
             )
-            assert reasons == {"replayed": COPIES - 1}
+            assert reasons == {"invalid_signature": COPIES - 1}  # told like a bad MAC (K2)
     finally:
         for _, writer in connections:
             writer.close()
         for _, writer in connections:
             await writer.wait_closed()
     assert served(server) - before == ROUNDS
+    # The server logged every refused copy as a replay: nothing else went wrong.
+    assert Counter(logged_reasons(server.log()[since:])) == {"replayed": ROUNDS * (COPIES - 1)}
 
 
 # -- raw sockets: framing and parsing as each server does it -------------------------

@@ -7,6 +7,12 @@ a generated key, a :class:`MemoryNonceStore` (or Redis when
 client then plays a script and each answer is checked against the expected
 one, so the demo doubles as a smoke test (exit 1 on any difference).
 
+The client is told ``invalid_signature`` for a replay, a stale signature and an
+unknown key, exactly as for a bad MAC (RFC 9421 §8.3, THREATS K2/E1); the
+precise reason goes to the ``hmacguard`` logger. The server runs in this
+process, so the demo reads that log and shows both: what the client was told
+and why the server refused.
+
 Needs the ``demo`` extra (httpx, starlette, uvicorn); the CLI imports this
 module only when ``demo`` runs.
 """
@@ -17,9 +23,11 @@ import base64
 import contextlib
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -154,18 +162,62 @@ class DemoServer:
 
 @dataclass
 class Row:
-    """One step of the script: what was sent, what should come back, what did."""
+    """One step of the script: what was sent, what should come back, what did.
+
+    ``reason`` is what the client was told; ``logged`` is the precise reason the
+    server logged for its refusal (``-`` when it logged none, e.g. on a 2xx).
+    """
 
     sent: str
     want_status: int
     want_reason: str
+    want_logged: str
     status: int = 0
     reason: str = ""
+    logged: str = "-"
     ms: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return (self.status, self.reason) == (self.want_status, self.want_reason)
+        return (self.status, self.reason, self.logged) == (
+            self.want_status,
+            self.want_reason,
+            self.want_logged,
+        )
+
+
+# The WARNING the middleware logs for each rejection:
+# "hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=...)".
+_REJECTED = re.compile(
+    r"hmacguard rejected \S+ (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None): ([a-z_]+): "
+)
+
+
+class _Rejections(logging.Handler):
+    """Collects the precise reason of every rejection logged on the ``hmacguard`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _REJECTED.match(record.getMessage())
+        if match is not None:
+            self.reasons.append(match.group(1))  # list.append: safe from the server thread
+
+
+@contextlib.contextmanager
+def _logged_reasons() -> Iterator[_Rejections]:
+    """Capture the ``hmacguard`` logger's rejections instead of printing them."""
+    logger = logging.getLogger("hmacguard")
+    handler = _Rejections()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _reason(response: httpx.Response) -> str:
@@ -179,11 +231,14 @@ def _reason(response: httpx.Response) -> str:
     return ""
 
 
-def _timed(row: Row, send: Callable[[], httpx.Response]) -> httpx.Response:
+def _timed(row: Row, log: _Rejections, send: Callable[[], httpx.Response]) -> httpx.Response:
+    seen = len(log.reasons)
     start = time.perf_counter()
     response = send()
     row.ms = (time.perf_counter() - start) * 1000
     row.status, row.reason = response.status_code, _reason(response)
+    # The server logs a rejection before it answers, so the line is there by now.
+    row.logged = ", ".join(log.reasons[seen:]) or "-"
     return response
 
 
@@ -192,16 +247,16 @@ def play(url: str, secret: bytes, webhook_secret: str) -> list[Row]:
     order = b'{"sku": "A-1", "amount": 10}'
     json_type = {"content-type": "application/json"}
     rows = [
-        Row("signed POST /orders", 200, "accepted"),
-        Row("the same request, replayed", 401, "replayed"),
-        Row("its body tampered (amount 10 -> 1000)", 401, "digest_mismatch"),
-        Row("unsigned POST /orders", 401, "missing_signature"),
-        Row("signed an hour ago", 401, "expired"),
-        Row("signed with the wrong key", 401, "invalid_signature"),
+        Row("signed POST /orders", 200, "accepted", "-"),
+        Row("the same request, replayed", 401, "invalid_signature", "replayed"),
+        Row("its body tampered (amount 10 -> 1000)", 401, "digest_mismatch", "digest_mismatch"),
+        Row("unsigned POST /orders", 401, "missing_signature", "missing_signature"),
+        Row("signed an hour ago", 401, "invalid_signature", "expired"),
+        Row("signed with the wrong key", 401, "invalid_signature", "invalid_signature"),
         Row(f"signed, {4 * MAX_BODY // 1024} KiB body (limit {MAX_BODY // 1024} KiB)", 413,
-            "body_too_large"),
-        Row("Standard Webhooks delivery", 200, "received"),
-        Row("the same delivery, redelivered", 200, "duplicate"),
+            "body_too_large", "body_too_large"),
+        Row("Standard Webhooks delivery", 200, "received", "-"),
+        Row("the same delivery, redelivered", 200, "duplicate", "-"),
     ]  # fmt: skip
     auth = HMACAuth(KEY_ID, secret)
     hour_ago = HMACAuth(KEY_ID, secret, clock=lambda: time.time() - 3600)
@@ -209,32 +264,40 @@ def play(url: str, secret: bytes, webhook_secret: str) -> list[Row]:
     hooks = StandardWebhooksAuth(webhook_secret)
     delivery = {"webhook-id": "msg_demo_" + secrets.token_urlsafe(8), **json_type}
     event = b'{"type": "order.paid", "order": "A-1"}'
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with _logged_reasons() as log, httpx.Client(base_url=url, timeout=10) as client:
         first = _timed(
-            rows[0], lambda: client.post("/orders", content=order, headers=json_type, auth=auth)
+            rows[0],
+            log,
+            lambda: client.post("/orders", content=order, headers=json_type, auth=auth),
         )
         signed = first.request
-        _timed(rows[1], lambda: client.send(signed))
+        _timed(rows[1], log, lambda: client.send(signed))
         tampered_headers = {k: v for k, v in signed.headers.items() if k != "content-length"}
         tampered = client.build_request(
             "POST", "/orders", headers=tampered_headers, content=order.replace(b"10", b"1000")
         )
-        _timed(rows[2], lambda: client.send(tampered))
-        _timed(rows[3], lambda: client.post("/orders", content=order, headers=json_type))
+        _timed(rows[2], log, lambda: client.send(tampered))
+        _timed(rows[3], log, lambda: client.post("/orders", content=order, headers=json_type))
         _timed(
-            rows[4], lambda: client.post("/orders", content=order, headers=json_type, auth=hour_ago)
+            rows[4],
+            log,
+            lambda: client.post("/orders", content=order, headers=json_type, auth=hour_ago),
         )
         _timed(
-            rows[5], lambda: client.post("/orders", content=order, headers=json_type, auth=wrong)
+            rows[5],
+            log,
+            lambda: client.post("/orders", content=order, headers=json_type, auth=wrong),
         )
         big = b"x" * (4 * MAX_BODY)
-        _timed(rows[6], lambda: client.post("/orders", content=big, headers=json_type, auth=auth))
+        _timed(
+            rows[6], log, lambda: client.post("/orders", content=big, headers=json_type, auth=auth)
+        )
 
         def deliver() -> httpx.Response:
             return client.post("/webhooks/events", content=event, headers=delivery, auth=hooks)
 
-        _timed(rows[7], deliver)
-        _timed(rows[8], deliver)  # a retry: the same webhook-id, signed afresh
+        _timed(rows[7], log, deliver)
+        _timed(rows[8], log, deliver)  # a retry: the same webhook-id, signed afresh
     return rows
 
 
@@ -250,27 +313,27 @@ def _painter(out: TextIO) -> Callable[[str, str], str]:
 
 
 def render(rows: list[Row], out: TextIO) -> None:
-    """Print the table: what was sent, status, reason, time (ms), and the check."""
+    """Print the table: what was sent, status, the reason the client was told, the
+    reason the server logged, time (ms), and the check."""
     paint = _painter(out)
-    header = ("what was sent", "status", "reason", "ms", "")
-    cells = [
-        (r.sent, str(r.status), r.reason, f"{r.ms:.1f}", "" if r.ok else "UNEXPECTED") for r in rows
-    ]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+    header = ("what was sent", "status", "client was told", "server logged", "ms")
+    cells = [(r.sent, str(r.status), r.reason, r.logged, f"{r.ms:.1f}") for r in rows]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(5)]
 
     def line(row: tuple[str, ...]) -> str:
         return (
             f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  "
-            f"{row[3]:>{widths[3]}}"
+            f"{row[3]:<{widths[3]}}  {row[4]:>{widths[4]}}"
         )
 
     out.write(paint(line(header), "bold") + "\n")
     for row, cell in zip(rows, cells, strict=True):
         text = line(cell)
         if not row.ok:
-            text = paint(text, "red") + paint(
-                f"  UNEXPECTED: wanted {row.want_status} {row.want_reason}", "red"
-            )
+            wanted = f"{row.want_status} {row.want_reason}"
+            if row.want_logged != "-":
+                wanted += f" (logged {row.want_logged})"
+            text = paint(text, "red") + paint(f"  UNEXPECTED: wanted {wanted}", "red")
         elif row.status < 300:
             text = paint(text, "green")
         else:
@@ -279,10 +342,12 @@ def render(rows: list[Row], out: TextIO) -> None:
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Silence the logger ``name`` for the duration (restored afterwards)."""
-    logger = logging.getLogger(name)
-    handler = logging.NullHandler()
+def _rejections_to(stream: TextIO) -> Iterator[None]:
+    """Print the ``hmacguard`` logger's warnings (each rejection's precise reason) to ``stream``."""
+    logger = logging.getLogger("hmacguard")
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
     try:
@@ -325,8 +390,7 @@ def run(*, serve: bool, out: TextIO) -> int:
         if serve:
             return _serve(server, secret, out)
         out.write("  sending the script with httpx...\n\n")
-        with _quiet("hmacguard"):  # the table says what the rejection log would
-            rows = play(server.url, secret, webhook_secret)
+        rows = play(server.url, secret, webhook_secret)  # reads the rejection log itself
     render(rows, out)
     failed = [r for r in rows if not r.ok]
     out.write("\n")
@@ -335,6 +399,10 @@ def run(*, serve: bool, out: TextIO) -> int:
         out.write("\n")
         return 1
     out.write(f"all {len(rows)} outcomes as expected: every tampered request was turned away\n")
+    out.write(
+        "a replay, a stale signature and a wrong key all answer invalid_signature (no oracle\n"
+        "for an attacker, RFC 9421 section 8.3); the server's log names the precise reason\n"
+    )
     out.write(
         "next: `hmacguard demo --serve` to try it with curl; "
         "`hmacguard verify --explain` to debug a signature\n"
@@ -354,7 +422,8 @@ def _serve(server: DemoServer, secret: bytes, out: TextIO) -> int:
         f"  key id:  {KEY_ID}\n"
         f"  secret:  {secret_b64}\n"
         "           (a throw-away key generated for this run: never use it for anything real)\n"
-        "\nA signed request (good once, for 5 minutes: a second send is a replay):\n\n"
+        "\nA signed request (good once, for 5 minutes: a second send is a replay, told\n"
+        "401 invalid_signature; each refusal's precise reason is logged to standard error):\n\n"
         f"{command}\n\n"
         "Sign more:\n\n"
         f"  export HMACGUARD_SECRET={secret_b64}\n"
@@ -363,7 +432,7 @@ def _serve(server: DemoServer, secret: bytes, out: TextIO) -> int:
     )
     out.flush()
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _rejections_to(sys.stderr):
             server.wait()
     except KeyboardInterrupt:
         out.write("\nstopping\n")

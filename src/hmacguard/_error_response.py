@@ -3,9 +3,11 @@
 Responses are RFC 9457 problem documents (``application/problem+json``) with
 ``type``, ``title``, ``status``, ``detail`` and ``reason``. They say what kind
 of failure happened, never the specifics: no key id, no server time, no
-signature base, no expected value (RFC 9421 §8.3). An unknown key answers
-exactly like a bad MAC (``invalid_signature``), so key ids cannot be probed.
-The precise cause goes to the ``hmacguard`` logger instead.
+signature base, no expected value (RFC 9421 §8.3). An unknown key, a stale or
+future-dated signature and a replay answer exactly like a bad MAC
+(``invalid_signature``, byte for byte), so key ids, the server's clock and the
+replay cache cannot be probed. The precise cause goes to the ``hmacguard``
+logger instead (and, with ``debug``, into the body).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ __all__ = ["ErrorResponder"]
 
 DOCS = "https://hmacguard.readthedocs.io/en/latest/errors/"
 
-# reason -> (title, what the client is told). The client-facing reason of
-# unknown_key is invalid_signature: see the module docstring.
+# reason -> (title, what the client is told). The reasons in _CLIENT_REASON are
+# told as invalid_signature: see the module docstring.
 _MESSAGES: dict[str, tuple[str, str]] = {
     "missing_signature": (
         "Signature required",
@@ -35,8 +37,6 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "Invalid signature parameters",
         "The signature parameters do not meet the server's requirements.",
     ),
-    "expired": ("Signature expired", "The signature is too old or has expired."),
-    "not_yet_valid": ("Signature not yet valid", "The signature is dated in the future."),
     "invalid_signature": ("Invalid signature", "The request signature could not be verified."),
     "insufficient_coverage": (
         "Insufficient signature coverage",
@@ -44,7 +44,6 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "malformed_digest": ("Malformed Content-Digest", "The Content-Digest field cannot be parsed."),
     "digest_mismatch": ("Content digest mismatch", "The body does not match its Content-Digest."),
-    "replayed": ("Replayed request", "This signed request was already received."),
     "body_too_large": ("Body too large", "The request body is larger than the server accepts."),
     "body_timeout": ("Body timeout", "The request body did not arrive in time."),
     "malformed_request": ("Malformed request", "The request cannot be verified as sent."),
@@ -61,7 +60,9 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "The server cannot verify signatures right now; retry later.",
     ),
 }
-_CLIENT_REASON = {"unknown_key": "invalid_signature"}
+_CLIENT_REASON = dict.fromkeys(
+    ("unknown_key", "expired", "not_yet_valid", "replayed"), "invalid_signature"
+)
 _FALLBACK = ("Verification failed", "The request could not be verified.")
 
 
