@@ -33,6 +33,7 @@ from asgi_helpers import (
     body_messages,
     drive,
     http_scope,
+    logged_reasons,
     problem,
     protect,
     sign,
@@ -251,22 +252,28 @@ def _malformed(headers: dict[str, str]) -> dict[str, str]:
     return {**headers, "Signature-Input": "sig1=("}
 
 
+# (tamper, status, the client's reason, the reason logged): an unknown key, an expired
+# and a future-dated signature are told as invalid_signature (THREATS K2/E1).
 HEADER_FAILURES = [
-    (_unsigned, 401, "missing_signature"),
-    (_bad_mac, 401, "invalid_signature"),
-    (_unknown_key, 401, "invalid_signature"),
-    (_expired, 401, "expired"),
-    (_future, 401, "not_yet_valid"),
-    (_no_digest, 401, "insufficient_coverage"),
-    (_no_nonce, 401, "invalid_parameters"),
-    (_malformed, 400, "malformed_signature"),
+    (_unsigned, 401, "missing_signature", "missing_signature"),
+    (_bad_mac, 401, "invalid_signature", "invalid_signature"),
+    (_unknown_key, 401, "invalid_signature", "unknown_key"),
+    (_expired, 401, "invalid_signature", "expired"),
+    (_future, 401, "invalid_signature", "not_yet_valid"),
+    (_no_digest, 401, "insufficient_coverage", "insufficient_coverage"),
+    (_no_nonce, 401, "invalid_parameters", "invalid_parameters"),
+    (_malformed, 400, "malformed_signature", "malformed_signature"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("tamper", "status", "reason"), HEADER_FAILURES, ids=[f[2] for f in HEADER_FAILURES]
+    ("tamper", "status", "reason", "logged"),
+    HEADER_FAILURES,
+    ids=[f[3] for f in HEADER_FAILURES],
 )
-async def test_header_phase_failure_reads_no_body(tamper: Any, status: int, reason: str) -> None:
+async def test_header_phase_failure_reads_no_body(
+    tamper: Any, status: int, reason: str, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Anything wrong in the headers is answered before receive() is called even once (B9)."""
     protected = protect()
     headers = tamper(sign("POST", "/t", JSON, BODY))
@@ -275,6 +282,7 @@ async def test_header_phase_failure_reads_no_body(tamper: Any, status: int, reas
     assert exchange.receive_calls == 0
     assert exchange.status_code == status
     assert problem(exchange)["reason"] == reason
+    assert logged_reasons(caplog) == [logged]
     assert protected.echo.untouched()
 
 
@@ -725,7 +733,7 @@ def test_ready_verifier_is_used() -> None:
     assert middleware.verifier is verifier
 
 
-async def test_default_store_refuses_replays() -> None:
+async def test_default_store_refuses_replays(caplog: pytest.LogCaptureFixture) -> None:
     """With require_nonce (the default) and no store given, a memory store refuses replays."""
     middleware = SignatureMiddleware(Recorder(), keys=KEYS, clock=FakeClock())
     assert middleware.verifier.require_nonce is True
@@ -733,7 +741,8 @@ async def test_default_store_refuses_replays() -> None:
     assert (await drive(middleware, scope, messages)).status_code == 200
     replay = await drive(middleware, scope, messages)
     assert replay.status_code == 401
-    assert problem(replay)["reason"] == "replayed"
+    assert problem(replay)["reason"] == "invalid_signature"  # told like a bad MAC (K2)
+    assert logged_reasons(caplog) == ["replayed"]
 
 
 async def test_given_memory_store_is_used_even_when_empty() -> None:
@@ -781,14 +790,17 @@ async def test_require_nonce_false_accepts_no_nonce_and_skips_store() -> None:
     assert len(protected.store) == 0
 
 
-async def test_require_nonce_false_with_a_store_still_rejects_replayed_nonces() -> None:
+async def test_require_nonce_false_with_a_store_still_rejects_replayed_nonces(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """With require_nonce=False and a store given, a nonce that is present is still checked."""
     protected = protect(require_nonce=False)
     scope, messages = signed_scope("GET", "/t", nonce="present")
     assert (await drive(protected.middleware, scope, messages)).status_code == 200
     replay = await drive(protected.middleware, scope, messages)
     assert replay.status_code == 401
-    assert problem(replay)["reason"] == "replayed"
+    assert problem(replay)["reason"] == "invalid_signature"  # told like a bad MAC (K2)
+    assert logged_reasons(caplog) == ["replayed"]
 
 
 # -- error responses -------------------------------------------------------------------
@@ -842,6 +854,25 @@ async def test_debug_response_shows_detail_and_base() -> None:
     assert '"@query": ?x=1\n' in base
     assert f'"@authority": {HOST}\n' in base
     assert base.splitlines()[-1].startswith('"@signature-params": (')
+
+
+async def test_debug_response_and_on_error_carry_the_precise_reason_of_a_replay() -> None:
+    """A replay is told invalid_signature, but debug=True's body and on_error see replayed."""
+    protected = protect(debug=True)
+    scope, messages = signed_scope("GET", "/t")
+    assert (await drive(protected.middleware, scope, messages)).status_code == 200
+    document = problem(await drive(protected.middleware, scope, messages))
+    assert (document["reason"], document["debug"]["reason"]) == ("invalid_signature", "replayed")
+    seen: list[str] = []
+
+    def on_error(scope: Any, error: VerificationError) -> JSONResponse:
+        seen.append(error.reason)
+        return JSONResponse({}, status_code=error.status)
+
+    handled = protect(on_error=on_error)
+    assert (await drive(handled.middleware, scope, messages)).status_code == 200
+    assert (await drive(handled.middleware, scope, messages)).status_code == 401
+    assert seen == ["replayed"]
 
 
 async def test_debug_response_without_a_base() -> None:
@@ -992,14 +1023,15 @@ async def test_store_that_raises_is_503(exc: Exception) -> None:
     assert protected.echo.untouched()
 
 
-async def test_store_that_answers_false_is_replayed() -> None:
-    """A store answering False (seen before) gives 401 replayed."""
+async def test_store_that_answers_false_is_replayed(caplog: pytest.LogCaptureFixture) -> None:
+    """A store answering False (seen before) is a replay: 401 like a bad MAC, logged replayed."""
     store = AnswerStore(False)
     protected = protect(nonce_store=store)
     scope, messages = signed_scope("GET", "/t", nonce="abc")
     exchange = await drive(protected.middleware, scope, messages)
     assert exchange.status_code == 401
-    assert problem(exchange)["reason"] == "replayed"
+    assert problem(exchange)["reason"] == "invalid_signature"
+    assert logged_reasons(caplog) == ["replayed"]
     assert protected.echo.untouched()
 
 
@@ -1217,3 +1249,49 @@ def test_body_timeout_is_validated(value: object) -> None:
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
     """An ASGI app that is never called in the configuration tests."""
+
+
+# -- the fast route and the general path judge the same URL ----------------------------
+
+ODD_HOSTS = ["api.example", "API.Example", "api.example:80", "api.example:8080", "[::1]:8080"]
+ODD_HOSTS += ["u@api.example", "a/b", "a?b", "a#b", "api.example."]
+ODD_TARGETS = [b"/t", b"/", b"/a%2Fb/../c", b"/t?x", b"/t#frag", b"*", b"/%7e/./x;p=1"]
+ODD_QUERIES = [b"", b"a=1&b=%20", b"a#b", b"?"]
+
+
+@pytest.mark.parametrize("host", ODD_HOSTS)
+@pytest.mark.parametrize("raw_path", ODD_TARGETS, ids=repr)
+@pytest.mark.parametrize("query", ODD_QUERIES, ids=repr)
+async def test_middleware_agrees_with_verify_on_the_url_it_rebuilds(
+    host: str, raw_path: bytes, query: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Odd hosts, raw paths and queries: the middleware (which hands the verifier the
+    URL in parts) accepts or refuses exactly as ``Verifier.verify`` does on the URL."""
+    caplog.set_level(logging.WARNING, logger="hmacguard")
+    url = f"http://{host}{raw_path.decode('latin-1')}"
+    if query:
+        url += "?" + query.decode("latin-1")
+    headers = {"content-type": "application/json"}
+    signed = sign("POST", url, headers, BODY)
+    expected: str
+    try:
+        Verifier(KEYS, clock=lambda: NOW).verify("POST", url, list(signed.items()), BODY)
+        expected = "accepted"
+    except VerificationError as error:
+        expected = error.reason
+    protected = protect()
+    scope = http_scope(
+        "POST",
+        raw_path + (b"?" + query if query else b""),
+        [*signed.items(), ("content-length", str(len(BODY)))],
+        host=host,
+        raw_path=raw_path,
+    )
+    scope["query_string"] = query
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    if expected == "accepted":
+        assert protected.echo.calls == 1, exchange.body  # reached the app (it may 404)
+    else:
+        assert exchange.status_code in (400, 401)
+        assert protected.echo.untouched()
+        assert logged_reasons(caplog)[-1] == expected

@@ -9,7 +9,8 @@ The pipeline (DESIGN "What a request goes through on the server"):
 3. Body: read it chunk by chunk, hashing as it arrives; 413 the moment it
    passes ``max_body_size``; then compare with ``Content-Digest``.
 4. Replay: only now, with the MAC and the body proven, record (key id, nonce)
-   in the nonce store. Seen before: 401 ``replayed``. Store down: 503.
+   in the nonce store. Seen before: a replay, answered like a bad MAC (401
+   ``invalid_signature``) and logged as ``replayed``. Store down: 503.
 5. Hand the app the exact bytes received, once, then pass ``receive`` through;
    the :class:`VerifiedSignature` is in ``scope["state"]["signature"]``.
 
@@ -58,6 +59,20 @@ logger = logging.getLogger("hmacguard")
 
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 _MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+# What _request() gives: method, scheme, authority, path, query, declared body
+# size, the header dict for the fast path (or None), the header list, and the
+# Content-Digest value.
+_Request = tuple[
+    str,
+    str,
+    str,
+    str,
+    "str | None",
+    int,
+    "dict[bytes, bytes] | None",
+    "list[tuple[bytes, bytes]]",
+    "str | None",
+]
 
 
 class SignatureMiddleware:
@@ -85,7 +100,9 @@ class SignatureMiddleware:
         path_prefix: a prefix a proxy strips before the request arrives
             (``"/api"``): clients sign ``/api/items``, the app sees ``/items``.
         on_error: ``(scope, error) -> ASGI app`` (sync or async) to answer an
-            error yourself, e.g. with a Starlette ``Response``.
+            error yourself, e.g. with a Starlette ``Response``. It gets the
+            precise error (``unknown_key``, ``expired``, ``replayed``...); the
+            default answer tells the client ``invalid_signature`` for those.
         debug: put the precise failure and the server's signature base in
             error responses. For development only: it is an oracle.
         webhooks: path prefixes verified by a webhook profile instead of
@@ -260,22 +277,24 @@ class SignatureMiddleware:
                 await self._webhook(scope, receive, send, profile)
                 return
         try:
-            method, url, declared, headers, digest = self._request(scope, kind)
+            (method, scheme, authority, path, query, declared, headers, raw, digest) = (
+                self._request(scope, kind)
+            )
             if self._async_keys:
                 verified = await self._verifier.averify_headers(
-                    method, url, headers, has_body=declared > 0
+                    method, _url(scheme, authority, path, query), raw, has_body=declared > 0
                 )
             else:
                 verified = self._verifier._verify_headers_prepared(
-                    method, url, headers, declared > 0
+                    method, scheme, authority, path, query, headers, raw, declared > 0
                 )
             if (
-                "x-http-method-override" in headers
-                or "x-method-override" in headers
-                or "x-http-method" in headers
-                or type(headers) is list
+                headers is None
+                or b"x-http-method-override" in headers
+                or b"x-method-override" in headers
+                or b"x-http-method" in headers
             ):
-                _check_method_override(headers, verified)
+                _check_method_override(raw, verified)
             body: bytes | None = None
             if kind == "http":
                 header_count = len(scope["headers"])
@@ -325,34 +344,36 @@ class SignatureMiddleware:
         path = scope.get("path", "")
         return path in self._exact or path.startswith(self._prefixes)
 
-    def _request(
-        self, scope: Scope, kind: str
-    ) -> tuple[str, str, int, dict[str, str] | list[tuple[bytes, bytes]], str | None]:
-        """The method, the URL as the client signed it, the declared body size,
-        the headers for the core, and the ``Content-Digest`` value.
+    def _request(self, scope: Scope, kind: str) -> _Request:
+        """The request as the client signed it: method, scheme, authority,
+        path (with ``path_prefix``), query (``?...`` or None), the declared body
+        size, the header dict for the verifier's fast path (or None), the
+        server's header list, and the ``Content-Digest`` value.
 
         The declared size is -1 without ``Content-Length``; ``Transfer-Encoding``
-        counts as a body of unknown size (1). The headers are a dict of decoded
-        lowercase names when every name is lowercase and none repeats (the usual
-        case, and the verifier's fast path), else the server's list as is.
+        counts as a body of unknown size (1). The header dict maps the raw byte
+        names to their values when every name is lowercase and none repeats
+        (the usual case); nothing is decoded but what the checks read.
         """
         raw = scope["headers"]
         try:
-            single = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
-        except (AttributeError, TypeError, ValueError):
+            single: dict[bytes, bytes] | None = dict(raw)
+            names = b"".join(single)  # type: ignore[arg-type]
+            b"".join(single.values())  # type: ignore[union-attr]
+        except (TypeError, ValueError):
             raise MalformedRequest("the server gave headers that are not byte pairs") from None
-        headers: dict[str, str] | list[tuple[bytes, bytes]]
-        names = "".join(single)
-        if len(single) == len(raw) and names.lower() == names:
-            headers = single
-            if "trailer" in single:
+        if single is not None and len(single) == len(raw) and names.islower():
+            if b"trailer" in single:
                 raise MalformedRequest(_NO_TRAILERS)
-            host = single.get("host")
-            length = single.get("content-length")
-            declared = 1 if "transfer-encoding" in single else -1
-            digest = single.get("content-digest")
+            host_bytes = single.get(b"host")
+            host = None if host_bytes is None else host_bytes.decode("latin-1")
+            length_bytes = single.get(b"content-length")
+            length = None if length_bytes is None else length_bytes.decode("latin-1")
+            declared = 1 if b"transfer-encoding" in single else -1
+            digest_bytes = single.get(b"content-digest")
+            digest = None if digest_bytes is None else digest_bytes.decode("latin-1")
         else:
-            headers = raw
+            single = None
             host, length, declared, digest = _scan_headers(raw)
         if length is not None:
             if not length.isdigit() or len(length) > 18:
@@ -378,10 +399,20 @@ class SignatureMiddleware:
         else:
             method = scope["method"]
         query = scope.get("query_string")
-        url = f"{scheme}://{authority}{self._prefix}{raw_path.decode('latin-1')}"
-        if query:
-            url = f"{url}?{query.decode('latin-1')}"
-        return method, url, declared, headers, digest
+        path = raw_path.decode("latin-1")
+        if self._prefix:
+            path = self._prefix + path
+        return (
+            method,
+            scheme,
+            authority,
+            path,
+            "?" + query.decode("latin-1") if query else None,
+            declared,
+            single,
+            raw,
+            digest,
+        )
 
     async def _in_time(
         self, reading: Awaitable[bytes | None], label: str | None, key_id: str | None
@@ -639,8 +670,10 @@ class SignatureMiddleware:
 
     def _debug_base(self, scope: Scope) -> bytes | None:
         try:
-            method, url, _, headers, _ = self._request(scope, scope["type"])
-            return self._verifier.signature_base(method, url, headers)
+            method, scheme, authority, path, query, _, _, raw, _ = self._request(
+                scope, scope["type"]
+            )
+            return self._verifier.signature_base(method, _url(scheme, authority, path, query), raw)
         except Exception:  # debugging aid only: no base to show
             return None
 
@@ -762,22 +795,23 @@ _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be 
 _METHOD_OVERRIDES = ("x-http-method-override", "x-method-override", "x-http-method")
 
 
-def _check_method_override(
-    headers: dict[str, str] | list[tuple[bytes, bytes]], verified: VerifiedSignature
-) -> None:
+def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:
     """Refuse a method-override header that the signature does not cover."""
-    if isinstance(headers, dict):
-        present = [name for name in _METHOD_OVERRIDES if name in headers]
-    else:
-        names = {name.lower().decode("latin-1") for name, _ in headers}
-        present = [name for name in _METHOD_OVERRIDES if name in names]
-    for name in present:
-        if name not in verified.components:
+    names = {name.lower() for name, _ in raw}
+    for name in _METHOD_OVERRIDES:
+        if name.encode("ascii") in names and name not in verified.components:
             raise InsufficientCoverage(
                 f"the request carries {name}, which the signature does not cover",
                 label=verified.label,
                 key_id=verified.key_id,
             )
+
+
+def _url(scheme: str, authority: str, path: str, query: str | None) -> str:
+    """The absolute URL the client signed, from its parts."""
+    return (
+        f"{scheme}://{authority}{path}" if query is None else f"{scheme}://{authority}{path}{query}"
+    )
 
 
 def _scan_headers(

@@ -41,8 +41,11 @@ DERIVED_SLOTS = {"@method": 0, "@authority": 1, "@path": 2, "@scheme": 3, "@quer
 
 #: The fast path's recipe for a signature base: ``template % arrange(values)``,
 #: where ``values`` holds the five derived values (in ``DERIVED_SLOTS`` order),
-#: the values of the headers in ``header_names``, then the signature parameters.
-FastTemplate = tuple[str, tuple[str, ...], Callable[[tuple[str, ...]], tuple[str, ...]]]
+#: the values of the headers in ``header_names`` (also given as bytes, for
+#: header dicts straight from an ASGI server), then the signature parameters.
+FastTemplate = tuple[
+    str, tuple[str, ...], tuple[bytes, ...], Callable[[tuple[str, ...]], tuple[str, ...]]
+]
 
 
 class CoveredComponents:
@@ -78,7 +81,12 @@ class CoveredComponents:
         slots.append(len(DERIVED_SLOTS) + len(names))
         # itemgetter returns a bare item for one index: always give a tuple.
         arrange = itemgetter(*slots) if len(slots) > 1 else itemgetter(slice(-1, None))
-        self.fast = ("\n".join(lines), tuple(names), arrange)
+        self.fast = (
+            "\n".join(lines),
+            tuple(names),
+            tuple(name.encode("ascii") for name in names),
+            arrange,
+        )
 
 
 class Candidate:

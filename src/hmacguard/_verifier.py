@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from hmac import compare_digest
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._algorithms import ALGORITHMS
 from ._components import component_from_spec, structured_types
@@ -458,21 +458,30 @@ class Verifier:
     def _verify_headers_prepared(
         self,
         method: str,
-        url: str,
-        headers: dict[str, str] | list[tuple[bytes, bytes]],
+        scheme: str,
+        authority: str,
+        path: str,
+        query: str | None,
+        headers: dict[bytes, bytes] | None,
+        raw: list[tuple[bytes, bytes]],
         has_body: bool,
     ) -> VerifiedSignature:
-        """:meth:`verify_headers` for the middleware, which has already made
-        ``headers`` a dict of lowercase names when it could (or left the list)."""
+        """:meth:`verify_headers` for the middleware, which has split the URL
+        and made ``headers`` a dict of lowercase byte names when it could
+        (else None); ``raw`` is the server's header list as is."""
         now = self._clock()
-        if type(headers) is dict and self._fast_keys is not None:
-            try:
-                verified = self._fast_accept(method, url, headers, now, has_body, None, False)
-            except TypeError:  # pragma: no cover  (the middleware decoded everything)
-                verified = None
+        if headers is not None and self._fast_keys is not None:
+            verified = self._fast_asgi(
+                method, scheme, authority, path, query, headers, now, has_body
+            )
             if verified is not None:
                 return verified
-        return self.verify_headers(method, url, headers, has_body=has_body, now=now)
+        url = (
+            f"{scheme}://{authority}{path}"
+            if query is None
+            else f"{scheme}://{authority}{path}{query}"
+        )
+        return self._general(Message(method, url, raw), now, has_body)
 
     async def averify_headers(
         self,
@@ -538,7 +547,111 @@ class Verifier:
         """Accept the common case in one pass, or return None.
 
         ``headers`` maps lowercased names to their one line each (see
-        :func:`_single_line_headers`).
+        :func:`_single_line_headers`). The URL is split as ``split_url()``
+        splits it, for the two usual schemes and no fragment; anything else
+        goes the general way. The rest is :meth:`_fast_core`.
+        """
+        if type(method) is not str:
+            return None
+        inputs = headers.get("signature-input")
+        signatures = headers.get("signature")
+        if inputs is None or signatures is None:
+            return None
+        if url.startswith("https://"):
+            scheme, rest = "https", url[8:]
+        elif url.startswith("http://"):
+            scheme, rest = "http", url[7:]
+        else:
+            return None
+        if "#" in rest:
+            return None
+        at = rest.find("?")
+        target, query = (rest, None) if at == -1 else (rest[:at], rest[at:])
+        at = target.find("/")
+        authority, path = (target, "/") if at == -1 else (target[:at], target[at:])
+        return self._fast_core(
+            method,
+            scheme,
+            authority,
+            path,
+            query,
+            inputs,
+            signatures,
+            headers.get,
+            False,
+            now,
+            has_body,
+            body,
+            check_digest,
+        )
+
+    def _fast_asgi(
+        self,
+        method: str,
+        scheme: str,
+        authority: str,
+        path: str,
+        query: str | None,
+        headers: Mapping[bytes, bytes],
+        now: float,
+        has_body: bool,
+    ) -> VerifiedSignature | None:
+        """:meth:`_fast_accept` for a server's request, already in parts.
+
+        ``headers`` maps lowercase byte names to their one line each, as an
+        ASGI server gives them; only the values the signature needs are
+        decoded. ``query`` is None when absent, else starts with ``?``. Parts
+        that a URL would split differently (a ``/``, ``?`` or ``#`` in the
+        authority, a path not starting with ``/`` or holding a ``?`` or ``#``)
+        go the general way, so both routes judge the same URL.
+        """
+        inputs = headers.get(b"signature-input")
+        signatures = headers.get(b"signature")
+        if (
+            inputs is None
+            or signatures is None
+            or "/" in authority
+            or "?" in authority
+            or "#" in authority
+            or path[:1] != "/"
+            or "?" in path
+            or "#" in path
+            or (query is not None and "#" in query)
+        ):
+            return None
+        return self._fast_core(
+            method,
+            scheme,
+            authority,
+            path,
+            query,
+            inputs.decode("latin-1"),
+            signatures.decode("latin-1"),
+            headers.get,
+            True,
+            now,
+            has_body,
+            None,
+            False,
+        )
+
+    def _fast_core(
+        self,
+        method: str,
+        scheme: str,
+        authority: str,
+        path: str,
+        query: str | None,
+        inputs: str,
+        signatures: str,
+        get: Callable[..., Any],
+        raw: bool,
+        now: float,
+        has_body: bool,
+        body: bytes | None,
+        check_digest: bool,
+    ) -> VerifiedSignature | None:
+        """Accept the common case in one pass, or return None.
 
         One signature of the canonical shape (see ``_signature_fields``), a
         component list already validated, static keys, every component a plain
@@ -548,15 +661,14 @@ class Verifier:
         decides, with the precise reason; a MAC that fails here would fail there
         too and raises :class:`InvalidSignature` at once. It never accepts what
         the general path rejects.
+
+        ``get`` reads a header's one line by name: ``str`` names and values, or
+        with ``raw``, ``bytes`` ones (decoded as Latin-1 here).
         """
         keys = self._fast_keys
-        if keys is None or type(method) is not str:
-            return None
-        inputs = headers.get("signature-input")
-        signatures = headers.get("signature")
         if (
-            inputs is None
-            or signatures is None
+            keys is None
+            or not authority
             or len(inputs) > self._max_field_bytes
             or len(signatures) > self._max_field_bytes
         ):
@@ -595,22 +707,6 @@ class Verifier:
             expires = int(expires_text)
             if expires < created or now > expires:
                 return None
-        # The URL, split as split_url() splits it, for the two usual schemes
-        # and no fragment; anything else goes the general way.
-        if url.startswith("https://"):
-            scheme, rest = "https", url[8:]
-        elif url.startswith("http://"):
-            scheme, rest = "http", url[7:]
-        else:
-            return None
-        if "#" in rest:
-            return None
-        at = rest.find("?")
-        target, query = (rest, None) if at == -1 else (rest[:at], rest[at:])
-        at = target.find("/")
-        authority, path = (target, "/") if at == -1 else (target[:at], target[at:])
-        if not authority:
-            return None
         if ":" in authority or "@" in authority:
             authority = normalise_authority(authority, scheme)
         else:
@@ -618,17 +714,13 @@ class Verifier:
         # The arguments follow DERIVED_SLOTS; RFC 9421 §2.2.6 and §2.2.7 for
         # the empty path and the absent query. An absent header reads as "\r",
         # which the check below refuses like any other carriage return.
-        template, header_names, arrange = fast
+        template, header_names, header_bytes, arrange = fast
+        if raw:
+            values = [get(name, b"\r").decode("latin-1").strip(" \t") for name in header_bytes]
+        else:
+            values = [get(name, "\r").strip(" \t") for name in header_names]
         base = template % arrange(
-            (
-                method,
-                authority,
-                path or "/",
-                scheme,
-                query or "?",
-                *[headers.get(name, "\r").strip(" \t") for name in header_names],
-                params_text,
-            )
+            (method, authority, path or "/", scheme, query or "?", *values, params_text)
         )
         # Any line break or non-ASCII character: the general path explains it.
         if base.count("\n") != len(covered.components) or "\r" in base:
@@ -645,7 +737,7 @@ class Verifier:
                 "the signature does not match the request", label=label, key_id=key_id
             )
         if check_digest and covered.covers_digest:
-            digest = headers.get("content-digest")
+            digest = get("content-digest")
             if digest is None:
                 return None
             try:
