@@ -323,7 +323,7 @@ SCENARIOS = [
     ),
     pytest.param(
         lambda: Scenario(
-            "invalid_parameters",
+            "invalid_signature",
             signer_key=HMACKey("client-1", SECRET * 2, "hmac-sha512"),
             signer_options={"include_alg": True},
             verifier_secret=SECRET * 2,

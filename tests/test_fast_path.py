@@ -9,13 +9,22 @@ requests and on mutated copies of them.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hmacguard import HMACKey, Signer, VerificationError, Verifier
+from hmacguard import (
+    DigestMismatch,
+    HMACKey,
+    InvalidSignature,
+    Signer,
+    VerificationError,
+    Verifier,
+    make_content_digest,
+)
 from hmacguard._verifier import _single_line_headers
 
 NOW = 1_700_000_000
@@ -82,9 +91,11 @@ def signed_requests(draw: st.DrawFn) -> dict[str, Any]:
     if components is not None:
         options["components"] = components
     signer = Signer(HMACKey("client-1", SECRET), **options)
-    created = NOW - draw(st.sampled_from([0, 10, 299, 301, -29, -31]))
+    created = NOW - draw(st.sampled_from([0, 10, 299, 300, 301, -29, -30, -31]))
     added = signer.sign("POST", url, headers, body, now=created)
-    return {"method": "POST", "url": url, "headers": {**headers, **added}, "body": body}
+    # Lowercase names, as servers hand them over: only then may the fast path run.
+    lowered = {name.lower(): value for name, value in {**headers, **added}.items()}
+    return {"method": "POST", "url": url, "headers": lowered, "body": body}
 
 
 def _mutate(request: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
@@ -177,3 +188,385 @@ def test_fast_path_defers_names_that_fold_together() -> None:
     doubled = {**headers, "Content-Type": "text/plain"}
     # Both lines count (RFC 9421 §2.1): the signed value was one line only.
     assert _outcome(verifier, {**request, "headers": doubled}) == ("error", "invalid_signature")
+
+
+BASE4 = '"@method" "@authority" "@path" "@query"'
+PARAMS = f';created={NOW};keyid="client-1";nonce="n"'
+
+
+def _hand_signed(
+    url: str,
+    inner: str = f"({BASE4}){PARAMS}",
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    key: HMACKey | None = None,
+) -> dict[str, str]:
+    """Lowercase ``headers`` plus ``Signature-Input: sig1=<inner>`` and its correct MAC.
+
+    The base comes from Verifier.signature_base (the general path), which also
+    puts the component list in the cache the fast path reads.
+    """
+    key = key or HMACKey("client-1", SECRET)
+    fields = {**(headers or {}), "signature-input": f"sig1={inner}", "signature": "sig1=:AAAA:"}
+    base = Verifier({key.key_id: key}).signature_base(method, url, fields)
+    return {**fields, "signature": f"sig1=:{base64.b64encode(key.mac(base)).decode()}:"}
+
+
+def _fast_direct(
+    verifier: Verifier,
+    url: str,
+    headers: dict[str, str],
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    now: int = NOW,
+    check_digest: bool = True,
+) -> Any:
+    """What ``_fast_accept`` itself answers (None: it leaves the request to the general path)."""
+    return verifier._fast_accept(method, url, headers, now, bool(body), body, check_digest)
+
+
+_SHA512_KEY = HMACKey("client-1", b"z" * 64, algorithm="hmac-sha512")
+
+
+@pytest.mark.parametrize(
+    ("url", "inner", "headers", "body", "now", "options"),
+    [
+        pytest.param(URLS[2], None, {}, None, NOW, {}, id="http-with-port"),
+        pytest.param(
+            "http://API.Example:80/p",
+            f'({BASE4} "@scheme"){PARAMS}',
+            {},
+            None,
+            NOW,
+            {},
+            id="http-default-port-and-scheme",
+        ),
+        pytest.param("https://api.example", None, {}, None, NOW, {}, id="no-path-no-query"),
+        pytest.param("https://api.example/p?", None, {}, None, NOW, {}, id="empty-query"),
+        pytest.param("https://api.example/p?a=1?b", None, {}, None, NOW, {}, id="two-marks"),
+        pytest.param("https://user@API.example/p", None, {}, None, NOW, {}, id="userinfo"),
+        pytest.param("https://API.Example/p", None, {}, None, NOW, {}, id="uppercase-host"),
+        pytest.param("https://api.example:443/p", None, {}, None, NOW, {}, id="default-port"),
+        pytest.param(
+            URLS[0],
+            f'({BASE4} "x-a"){PARAMS}',
+            {"x-a": " \tX-ray\x0bX \t"},
+            None,
+            NOW,
+            {},
+            id="header-trimmed-of-sp-and-htab-only",
+        ),
+        pytest.param(URLS[0], None, {}, None, NOW - 30, {}, id="created-at-the-skew-limit"),
+        pytest.param(URLS[0], None, {}, None, NOW + 300, {}, id="created-at-max-age"),
+        pytest.param(
+            URLS[0],
+            f'({BASE4});created={NOW - 10};keyid="client-1";expires={NOW};nonce="n"',
+            {},
+            None,
+            NOW,
+            {},
+            id="expires-now",
+        ),
+        pytest.param(
+            URLS[0],
+            f'({BASE4});created={NOW};keyid="client-1";expires={NOW};nonce="n"',
+            {},
+            None,
+            NOW,
+            {},
+            id="expires-equals-created",
+        ),
+        pytest.param(
+            URLS[0],
+            f'({BASE4});created={NOW};keyid="client-1";alg="hmac-sha256";nonce="n";tag="t"',
+            {},
+            None,
+            NOW,
+            {},
+            id="alg-and-tag",
+        ),
+        pytest.param(URLS[0], None, {}, None, NOW, {"max_components": 4}, id="max-components"),
+        pytest.param(
+            URLS[0],
+            None,
+            {},
+            None,
+            NOW,
+            {"max_field_bytes": len(f"sig1=({BASE4}){PARAMS}")},
+            id="inputs-at-max-field-bytes",
+        ),
+        pytest.param(
+            URLS[0],
+            '("@method");created=1700000000;keyid="client-1"',
+            {},
+            None,
+            NOW,
+            {"key": _SHA512_KEY, "max_field_bytes": 95, "required_components": ["@method"]},
+            id="signature-at-max-field-bytes",
+        ),
+        pytest.param(
+            URLS[0],
+            f'({BASE4} "content-digest"){PARAMS}',
+            {"content-digest": make_content_digest(b"x")},
+            b"x",
+            NOW,
+            {},
+            id="body-with-digest",
+        ),
+        pytest.param(
+            URLS[0],
+            f'({BASE4} "content-digest"){PARAMS}',
+            {"content-digest": make_content_digest(b"")},
+            None,
+            NOW,
+            {},
+            id="no-body-with-digest",
+        ),
+    ],
+)
+def test_fast_path_accepts_each_canonical_shape(
+    url: str,
+    inner: str | None,
+    headers: dict[str, str],
+    body: bytes | None,
+    now: int,
+    options: dict[str, Any],
+) -> None:
+    """The fast path itself accepts each canonical shape, with the general path's evidence."""
+    options = dict(options)
+    key = options.pop("key", HMACKey("client-1", SECRET))
+    signed = _hand_signed(url, inner or f"({BASE4}){PARAMS}", headers=headers, key=key)
+    require_nonce = "nonce=" in signed["signature-input"]
+    verifier = Verifier([key], require_nonce=require_nonce, **options)
+    fast = _fast_direct(verifier, url, signed, body=body, now=now)
+    assert fast is not None
+    expected = GeneralOnly([key], require_nonce=require_nonce, **options).verify(
+        "GET", url, signed, body, now=now
+    )
+    assert fast == expected
+    assert verifier.verify("GET", url, signed, body, now=now) == expected
+
+
+def _only(headers: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name not in names}
+
+
+_SIGNED = _hand_signed(URLS[0])
+_SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v"})
+
+
+@pytest.mark.parametrize(
+    ("request_", "options", "expected"),
+    [
+        pytest.param(
+            {"headers": _only(_SIGNED, "signature")},
+            {},
+            "malformed_signature",
+            id="signature-input-alone",
+        ),
+        pytest.param(
+            {"headers": _only(_SIGNED, "signature-input")},
+            {},
+            "malformed_signature",
+            id="signature-alone",
+        ),
+        pytest.param(
+            {"headers": _only(_SIGNED_X, "x-a")},
+            {},
+            "invalid_signature",
+            id="covered-header-absent",
+        ),
+        pytest.param(
+            {"headers": _SIGNED, "now": NOW + 301},
+            {},
+            "expired",
+            id="created-too-old",
+        ),
+        pytest.param(
+            {"headers": _SIGNED, "now": NOW - 31},
+            {},
+            "not_yet_valid",
+            id="created-too-far-ahead",
+        ),
+        pytest.param(
+            {
+                "headers": _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW - 10};keyid="client-1";expires={NOW - 1}'
+                )
+            },
+            {"require_nonce": False},
+            "expired",
+            id="expires-passed",
+        ),
+        pytest.param(
+            {
+                "headers": _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW};keyid="client-1";expires={NOW - 1}'
+                )
+            },
+            {"require_nonce": False},
+            "invalid_parameters",
+            id="expires-before-created",
+        ),
+        pytest.param(
+            {"headers": _hand_signed(URLS[0], f'({BASE4});created={NOW};keyid="client-1"')},
+            {},
+            "invalid_parameters",
+            id="nonce-missing",
+        ),
+        pytest.param(
+            {
+                "headers": _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW};keyid="client-1";alg="hmac-sha512"'
+                )
+            },
+            {"require_nonce": False},
+            "invalid_signature",
+            id="alg-disagrees-with-key",
+        ),
+        pytest.param(
+            {"headers": _hand_signed(URLS[0], f'({BASE4});created={NOW};keyid="other";nonce="n"')},
+            {},
+            "unknown_key",
+            id="unknown-key",
+        ),
+        pytest.param(
+            {"headers": _SIGNED},
+            {"max_components": 3},
+            "malformed_signature",
+            id="over-max-components",
+        ),
+        pytest.param(
+            {"headers": _SIGNED},
+            {"max_field_bytes": 64},
+            "malformed_signature",
+            id="signature-input-over-max-field-bytes",
+        ),
+        pytest.param(
+            {"headers": _SIGNED},
+            {"required_components": ["@method", "content-type"]},
+            "insufficient_coverage",
+            id="required-header-not-covered",
+        ),
+        pytest.param(
+            {"headers": _SIGNED, "body": b"x"},
+            {},
+            "insufficient_coverage",
+            id="body-without-digest-coverage",
+        ),
+        pytest.param(
+            {
+                "headers": {
+                    **_hand_signed(
+                        URLS[0],
+                        f'({BASE4} "content-digest"){PARAMS}',
+                        headers={"content-digest": make_content_digest(b"x")},
+                    )
+                },
+                "body": b"y",
+            },
+            {},
+            "digest_mismatch",
+            id="body-changed",
+        ),
+        pytest.param(
+            {
+                "headers": _hand_signed(
+                    URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "a\n b"}
+                )
+            },
+            {},
+            "ok",
+            id="obs-fold-in-covered-header",
+        ),
+        pytest.param(
+            {"headers": _SIGNED, "url": URLS[0] + "#fragment"},
+            {},
+            "ok",
+            id="url-with-fragment",
+        ),
+        pytest.param(
+            {"headers": _SIGNED, "method": b"GET"},
+            {},
+            "ok",
+            id="bytes-method",
+        ),
+    ],
+)
+def test_fast_path_leaves_the_rest_to_the_general_path(
+    request_: dict[str, Any], options: dict[str, Any], expected: str
+) -> None:
+    """Outside the canonical shape the fast path declines; verify() gives the general verdict."""
+    request = {"method": "GET", "url": URLS[0], "body": None, "now": NOW, **request_}
+    now = request.pop("now")
+    verifier = Verifier({"client-1": SECRET}, **options)
+    Verifier({"client-1": SECRET}).signature_base("GET", URLS[0], _SIGNED)  # warm the cache
+    try:
+        fast = verifier._fast_accept(
+            request["method"],
+            request["url"],
+            request["headers"],
+            now,
+            bool(request["body"]),
+            request["body"],
+            True,
+        )
+    except VerificationError as exc:
+        fast = ("error", exc.reason)
+    outcome = _outcome_at(verifier, request, now)
+    assert outcome[0] == "ok" if expected == "ok" else outcome == ("error", expected)
+    assert outcome == _outcome_at(GeneralOnly({"client-1": SECRET}, **options), request, now)
+    # Only a body that fails its digest may be judged on the fast path itself.
+    assert fast == (("error", expected) if expected == "digest_mismatch" else None)
+
+
+def _outcome_at(verifier: Verifier, request: dict[str, Any], now: int) -> tuple[str, Any]:
+    try:
+        return "ok", verifier.verify(**request, now=now)
+    except VerificationError as exc:
+        return "error", exc.reason
+
+
+def test_fast_path_names_the_absent_header() -> None:
+    """A covered header that is absent is reported by name, even when the fast path saw it first."""
+    with pytest.raises(InvalidSignature) as caught:
+        Verifier({"client-1": SECRET}).verify("GET", URLS[0], _only(_SIGNED_X, "x-a"), now=NOW)
+    assert caught.value.detail == "covered header 'x-a' is absent from the request"
+
+
+def test_fast_path_wrong_mac_is_invalid_signature_with_evidence() -> None:
+    """A wrong MAC of the right length fails on the fast path, naming label and key."""
+    forged = {**_SIGNED, "signature": "sig1=:" + base64.b64encode(b"\0" * 32).decode() + ":"}
+    verifier = Verifier({"client-1": SECRET})
+    with pytest.raises(InvalidSignature) as caught:
+        _fast_direct(verifier, URLS[0], forged)
+    assert caught.value.detail == "the signature does not match the request"
+    assert (caught.value.label, caught.value.key_id) == ("sig1", "client-1")
+
+
+def test_fast_path_digest_mismatch_names_label_and_key() -> None:
+    """A body that fails its digest on the fast path raises with the signature's label and key."""
+    signed = _hand_signed(
+        URLS[0],
+        f'({BASE4} "content-digest"){PARAMS}',
+        headers={"content-digest": make_content_digest(b"x")},
+    )
+    with pytest.raises(DigestMismatch) as caught:
+        _fast_direct(Verifier({"client-1": SECRET}), URLS[0], signed, body=b"y")
+    assert (caught.value.label, caught.value.key_id) == ("sig1", "client-1")
+
+
+def test_fast_path_of_verify_headers_leaves_the_digest_to_the_caller() -> None:
+    """verify_headers() accepts a covered digest without a body to check it against."""
+    signed = _hand_signed(
+        URLS[0],
+        f'({BASE4} "content-digest"){PARAMS}',
+        headers={"content-digest": make_content_digest(b"x")},
+    )
+    verifier = Verifier({"client-1": SECRET})
+    fast = _fast_direct(verifier, URLS[0], signed, body=None, check_digest=False)
+    assert fast is not None
+    assert fast.components[-1] == "content-digest"
+    assert verifier.verify_headers("GET", URLS[0], signed, has_body=True, now=NOW) == fast

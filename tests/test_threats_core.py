@@ -693,23 +693,27 @@ def test_threat_D4_request_without_signature_fields_is_missing_signature() -> No
     ],
 )
 def test_threat_K1_alg_other_than_the_keys_rejected(alg: str) -> None:
-    """Any alg but the key's exact name is invalid_parameters, even with a valid MAC."""
+    """Any alg but the key's exact name is refused, even with a valid MAC: an unsupported
+    one as invalid_parameters, a supported one that is not the key's like a bad MAC
+    (invalid_signature, so that it does not tell known key ids apart: THREATS K2)."""
     headers = forge(GET4 + PARAMS + f";alg={alg}")
     exc = rejection(lambda: verify(headers))
-    assert exc.reason == "invalid_parameters"
+    want = "invalid_signature" if alg == '"hmac-sha512"' else "invalid_parameters"
+    assert exc.reason == want
 
 
 def test_threat_K1_alg_upgrade_with_matching_mac_rejected() -> None:
-    """alg="hmac-sha512" with a real HMAC-SHA512 MAC is refused on an hmac-sha256 key."""
+    """alg="hmac-sha512" with a real HMAC-SHA512 MAC is refused on an hmac-sha256 key
+    (invalid_signature: a supported alg that is not the key's is answered like a bad MAC)."""
     headers = forge(GET4 + PARAMS + ';alg="hmac-sha512"', hash_name="sha512")
-    assert rejection(lambda: verify(headers)).reason == "invalid_parameters"
+    assert rejection(lambda: verify(headers)).reason == "invalid_signature"
 
 
 def test_threat_K1_alg_downgrade_on_sha512_key_rejected() -> None:
     """alg="hmac-sha256" with a real HMAC-SHA256 MAC is refused on an hmac-sha512 key."""
     key512 = HMACKey("client-1", b"k" * 64, "hmac-sha512")
     headers = forge(GET4 + PARAMS + ';alg="hmac-sha256"', key=key512, hash_name="sha256")
-    assert rejection(lambda: verify(headers, keys=(key512,))).reason == "invalid_parameters"
+    assert rejection(lambda: verify(headers, keys=(key512,))).reason == "invalid_signature"
 
 
 def test_threat_K1_absent_alg_uses_the_keys_algorithm() -> None:

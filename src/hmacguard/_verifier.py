@@ -838,9 +838,12 @@ class Verifier:
                 message, covered.components, candidate.signature_params, self._sf_types
             )
         except VerificationError as exc:
-            if key is None:
+            # The client's answer must not depend on whether the key exists
+            # (THREATS K2): a base that cannot be built for an unknown key is
+            # unknown_key only where that is told as invalid_signature too.
+            if key is None and isinstance(exc, InvalidSignature):
                 raise UnknownKey(f"no key is known as {key_id!r}", label=label) from None
-            exc.label, exc.key_id = label, key_id
+            exc.label, exc.key_id = label, (key_id if key is not None else None)
             raise
         if key is None:
             self._keyring.dummy.verify_mac(base, candidate.signature)
@@ -848,7 +851,10 @@ class Verifier:
         params = candidate.params
         alg = params.get("alg")
         if alg is not None and alg != key.algorithm:
-            raise InvalidParameters(
+            # RFC 9421 §3.2 step 6. Answered like a bad MAC, after the same
+            # work, so that a wrong alg does not tell known key ids apart (K2).
+            key.verify_mac(base, candidate.signature)
+            raise InvalidSignature(
                 f"alg {alg!r} disagrees with the key's algorithm", label=label, key_id=key_id
             )
         if not key.verify_mac(base, candidate.signature):
