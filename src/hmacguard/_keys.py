@@ -242,6 +242,11 @@ class Keyring:
     def lookup(self, key_id: str) -> HMACKey | None:
         """Return the key for ``key_id``, or None when it is unknown.
 
+        A resolver says "unknown" by returning None or raising ``KeyError``
+        (a resolver written as ``keys[key_id]``). Were ``KeyError`` a 503
+        while known ids get 401, the difference would tell which key ids
+        exist (THREATS K2).
+
         Raises:
             KeyLookupFailed: the resolver raised, is async, or returned
                 something other than an ``HMACKey`` with that id.
@@ -251,6 +256,8 @@ class Keyring:
         assert self._resolver is not None  # noqa: S101  (set whenever _keys is None)
         try:
             found = self._resolver(key_id)
+        except KeyError:
+            return None  # a resolver written as keys[key_id]: unknown, like None
         except Exception as exc:
             raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
         if isinstance(found, Awaitable):
@@ -269,6 +276,8 @@ class Keyring:
             found = self._resolver(key_id)
             if isinstance(found, Awaitable):
                 found = await found
+        except KeyError:
+            return None
         except Exception as exc:
             raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
         return self._check(key_id, found)

@@ -266,11 +266,21 @@ class SignatureMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or (  # noqa: PLR1714
-            self._any_exempt and self._is_exempt(scope)
-        ):
+        if kind != "http" and kind != "websocket":  # noqa: PLR1714
             await self.app(scope, receive, send)
             return
+        if self._any_exempt:
+            try:
+                exempt = self._is_exempt(scope)
+            except Exception as exc:  # fail closed: neither a 500 nor the app
+                logger.exception("hmacguard: the exempt callable raised")
+                await self._reject(
+                    scope, receive, send, VerificationUnavailable(type(exc).__name__)
+                )
+                return
+            if exempt:
+                await self.app(scope, receive, send)
+                return
         if self._webhooks:
             profile = self._webhook_profile(scope)
             if profile is not None:
@@ -468,7 +478,7 @@ class SignatureMiddleware:
             if message["type"] != "http.request":
                 # http.disconnect: the client is gone. Nothing to answer and
                 # nothing to log as an error; the nonce stays unused.
-                logger.debug("hmacguard: client disconnected while sending the body")
+                _check_disconnect(message)
                 return None
             chunk = message.get("body", b"")
             if chunk:
@@ -650,11 +660,23 @@ class SignatureMiddleware:
             error.key_id,
         )
         if self._on_error is not None and scope["type"] == "http":
-            handler = self._on_error(scope, error)
-            if isinstance(handler, Awaitable):
-                handler = await handler
-            await handler(scope, receive, send)
-            return
+            started = False
+
+            async def send_once(message: Message) -> None:
+                nonlocal started
+                started = True
+                await send(message)
+
+            try:
+                handler = self._on_error(scope, error)
+                if isinstance(handler, Awaitable):
+                    handler = await handler
+                await handler(scope, receive, send_once)
+                return
+            except Exception:
+                if started:  # part of its answer is out: nothing clean is left to send
+                    raise
+                logger.exception("hmacguard: the on_error handler failed; the default answer")
         if scope["type"] == "websocket":
             # Refuse the handshake before accepting it: the server answers 403.
             await receive()  # websocket.connect
@@ -693,6 +715,20 @@ async def _forget(discard: Callable[[str], Awaitable[None]], key: str) -> None:
         )
 
 
+def _check_disconnect(message: Message) -> None:
+    """Accept ``http.disconnect`` in the middle of a body; refuse any other message.
+
+    ASGI servers send nothing else there: another type comes from a broken
+    server or outer middleware, and is answered 503 rather than taken for a
+    disconnect (which would leave the client without an answer).
+    """
+    if message["type"] != "http.disconnect":
+        raise VerificationUnavailable(
+            f"the server sent {str(message['type'])[:40]!r} while the body was read"
+        )
+    logger.debug("hmacguard: client disconnected while sending the body")
+
+
 async def _receive_body(receive: Receive, limit: int) -> bytes | None:
     """The whole body, or None if the client left; :class:`BodyTooLarge` past ``limit``."""
     chunks: list[bytes] = []
@@ -700,7 +736,7 @@ async def _receive_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            logger.debug("hmacguard: client disconnected while sending the body")
+            _check_disconnect(message)
             return None
         chunk = message.get("body", b"")
         if chunk:
