@@ -258,6 +258,24 @@ _SHA512_KEY = HMACKey("client-1", b"z" * 64, algorithm="hmac-sha512")
             {},
             id="header-trimmed-of-sp-and-htab-only",
         ),
+        pytest.param(
+            URLS[0],
+            f'({BASE4} "x-b" "x-a"){PARAMS}',
+            {"x-a": "1", "x-b": "2"},
+            None,
+            NOW,
+            {},
+            id="two-headers",
+        ),
+        pytest.param(
+            URLS[0],
+            f'("x%y" {BASE4}){PARAMS}',
+            {"x%y": "%s"},
+            None,
+            NOW,
+            {},
+            id="percent-sign-in-name-and-value",
+        ),
         pytest.param(URLS[0], None, {}, None, NOW - 30, {}, id="created-at-the-skew-limit"),
         pytest.param(URLS[0], None, {}, None, NOW + 300, {}, id="created-at-max-age"),
         pytest.param(
@@ -353,46 +371,53 @@ def _only(headers: dict[str, str], *names: str) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name not in names}
 
 
-_SIGNED = _hand_signed(URLS[0])
-_SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v"})
+def _signed() -> dict[str, str]:
+    """A canonical request to URLS[0], hand-signed (built when a test runs: at import
+    time it would fill the component caches before a mutant is switched on)."""
+    return _hand_signed(URLS[0])
+
+
+def _signed_x() -> dict[str, str]:
+    """The same, also covering the header x-a."""
+    return _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v"})
 
 
 @pytest.mark.parametrize(
     ("request_", "options", "expected"),
     [
         pytest.param(
-            {"headers": _only(_SIGNED, "signature")},
+            {"headers": lambda: _only(_signed(), "signature")},
             {},
             "malformed_signature",
             id="signature-input-alone",
         ),
         pytest.param(
-            {"headers": _only(_SIGNED, "signature-input")},
+            {"headers": lambda: _only(_signed(), "signature-input")},
             {},
             "malformed_signature",
             id="signature-alone",
         ),
         pytest.param(
-            {"headers": _only(_SIGNED_X, "x-a")},
+            {"headers": lambda: _only(_signed_x(), "x-a")},
             {},
             "invalid_signature",
             id="covered-header-absent",
         ),
         pytest.param(
-            {"headers": _SIGNED, "now": NOW + 301},
+            {"headers": _signed, "now": NOW + 301},
             {},
             "expired",
             id="created-too-old",
         ),
         pytest.param(
-            {"headers": _SIGNED, "now": NOW - 31},
+            {"headers": _signed, "now": NOW - 31},
             {},
             "not_yet_valid",
             id="created-too-far-ahead",
         ),
         pytest.param(
             {
-                "headers": _hand_signed(
+                "headers": lambda: _hand_signed(
                     URLS[0], f'({BASE4});created={NOW - 10};keyid="client-1";expires={NOW - 1}'
                 )
             },
@@ -402,7 +427,7 @@ _SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v
         ),
         pytest.param(
             {
-                "headers": _hand_signed(
+                "headers": lambda: _hand_signed(
                     URLS[0], f'({BASE4});created={NOW};keyid="client-1";expires={NOW - 1}'
                 )
             },
@@ -411,14 +436,14 @@ _SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v
             id="expires-before-created",
         ),
         pytest.param(
-            {"headers": _hand_signed(URLS[0], f'({BASE4});created={NOW};keyid="client-1"')},
+            {"headers": lambda: _hand_signed(URLS[0], f'({BASE4});created={NOW};keyid="client-1"')},
             {},
             "invalid_parameters",
             id="nonce-missing",
         ),
         pytest.param(
             {
-                "headers": _hand_signed(
+                "headers": lambda: _hand_signed(
                     URLS[0], f'({BASE4});created={NOW};keyid="client-1";alg="hmac-sha512"'
                 )
             },
@@ -427,44 +452,46 @@ _SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v
             id="alg-disagrees-with-key",
         ),
         pytest.param(
-            {"headers": _hand_signed(URLS[0], f'({BASE4});created={NOW};keyid="other";nonce="n"')},
+            {
+                "headers": lambda: _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW};keyid="other";nonce="n"'
+                )
+            },
             {},
             "unknown_key",
             id="unknown-key",
         ),
         pytest.param(
-            {"headers": _SIGNED},
+            {"headers": _signed},
             {"max_components": 3},
             "malformed_signature",
             id="over-max-components",
         ),
         pytest.param(
-            {"headers": _SIGNED},
+            {"headers": _signed},
             {"max_field_bytes": 64},
             "malformed_signature",
             id="signature-input-over-max-field-bytes",
         ),
         pytest.param(
-            {"headers": _SIGNED},
+            {"headers": _signed},
             {"required_components": ["@method", "content-type"]},
             "insufficient_coverage",
             id="required-header-not-covered",
         ),
         pytest.param(
-            {"headers": _SIGNED, "body": b"x"},
+            {"headers": _signed, "body": b"x"},
             {},
             "insufficient_coverage",
             id="body-without-digest-coverage",
         ),
         pytest.param(
             {
-                "headers": {
-                    **_hand_signed(
-                        URLS[0],
-                        f'({BASE4} "content-digest"){PARAMS}',
-                        headers={"content-digest": make_content_digest(b"x")},
-                    )
-                },
+                "headers": lambda: _hand_signed(
+                    URLS[0],
+                    f'({BASE4} "content-digest"){PARAMS}',
+                    headers={"content-digest": make_content_digest(b"x")},
+                ),
                 "body": b"y",
             },
             {},
@@ -473,7 +500,7 @@ _SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v
         ),
         pytest.param(
             {
-                "headers": _hand_signed(
+                "headers": lambda: _hand_signed(
                     URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "a\n b"}
                 )
             },
@@ -482,13 +509,23 @@ _SIGNED_X = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v
             id="obs-fold-in-covered-header",
         ),
         pytest.param(
-            {"headers": _SIGNED, "url": URLS[0] + "#fragment"},
+            {
+                "headers": lambda: _hand_signed(
+                    URLS[0], f'("@target-uri" {BASE4}){PARAMS}', headers={"content-type": "a"}
+                )
+            },
+            {},
+            "ok",
+            id="component-without-template",
+        ),
+        pytest.param(
+            {"headers": _signed, "url": URLS[0] + "#fragment"},
             {},
             "ok",
             id="url-with-fragment",
         ),
         pytest.param(
-            {"headers": _SIGNED, "method": b"GET"},
+            {"headers": _signed, "method": b"GET"},
             {},
             "ok",
             id="bytes-method",
@@ -501,8 +538,9 @@ def test_fast_path_leaves_the_rest_to_the_general_path(
     """Outside the canonical shape the fast path declines; verify() gives the general verdict."""
     request = {"method": "GET", "url": URLS[0], "body": None, "now": NOW, **request_}
     now = request.pop("now")
+    request["headers"] = request["headers"]()
     verifier = Verifier({"client-1": SECRET}, **options)
-    Verifier({"client-1": SECRET}).signature_base("GET", URLS[0], _SIGNED)  # warm the cache
+    Verifier({"client-1": SECRET}).signature_base("GET", URLS[0], _signed())  # warm the cache
     try:
         fast = verifier._fast_accept(
             request["method"],
@@ -518,8 +556,10 @@ def test_fast_path_leaves_the_rest_to_the_general_path(
     outcome = _outcome_at(verifier, request, now)
     assert outcome[0] == "ok" if expected == "ok" else outcome == ("error", expected)
     assert outcome == _outcome_at(GeneralOnly({"client-1": SECRET}, **options), request, now)
-    # Only a body that fails its digest may be judged on the fast path itself.
-    assert fast == (("error", expected) if expected == "digest_mismatch" else None)
+    # Only a body that fails its digest, and an unknown key id (refused after the same
+    # MAC work as a bad MAC, THREATS K2), are judged on the fast path itself.
+    judged_fast = expected in ("digest_mismatch", "unknown_key")
+    assert fast == (("error", expected) if judged_fast else None)
 
 
 def _outcome_at(verifier: Verifier, request: dict[str, Any], now: int) -> tuple[str, Any]:
@@ -532,13 +572,13 @@ def _outcome_at(verifier: Verifier, request: dict[str, Any], now: int) -> tuple[
 def test_fast_path_names_the_absent_header() -> None:
     """A covered header that is absent is reported by name, even when the fast path saw it first."""
     with pytest.raises(InvalidSignature) as caught:
-        Verifier({"client-1": SECRET}).verify("GET", URLS[0], _only(_SIGNED_X, "x-a"), now=NOW)
+        Verifier({"client-1": SECRET}).verify("GET", URLS[0], _only(_signed_x(), "x-a"), now=NOW)
     assert caught.value.detail == "covered header 'x-a' is absent from the request"
 
 
 def test_fast_path_wrong_mac_is_invalid_signature_with_evidence() -> None:
     """A wrong MAC of the right length fails on the fast path, naming label and key."""
-    forged = {**_SIGNED, "signature": "sig1=:" + base64.b64encode(b"\0" * 32).decode() + ":"}
+    forged = {**_signed(), "signature": "sig1=:" + base64.b64encode(b"\0" * 32).decode() + ":"}
     verifier = Verifier({"client-1": SECRET})
     with pytest.raises(InvalidSignature) as caught:
         _fast_direct(verifier, URLS[0], forged)
@@ -570,3 +610,111 @@ def test_fast_path_of_verify_headers_leaves_the_digest_to_the_caller() -> None:
     assert fast is not None
     assert fast.components[-1] == "content-digest"
     assert verifier.verify_headers("GET", URLS[0], signed, has_body=True, now=NOW) == fast
+
+
+def _asgi_headers(headers: dict[str, str]) -> dict[bytes, bytes]:
+    return {name.encode("latin-1"): value.encode("latin-1") for name, value in headers.items()}
+
+
+@pytest.mark.parametrize(
+    ("parts", "extra", "taken"),
+    [
+        pytest.param(("https", "api.example", "/v1/items", None), {}, True, id="plain"),
+        pytest.param(("http", "API.example:80", "/v1", "?x=1"), {}, True, id="query"),
+        pytest.param(
+            ("https", "api.example", "/v1", None),
+            {"x-a": " \tX-ray\x0bX \t"},
+            True,
+            id="covered-header-trimmed",
+        ),
+        pytest.param(("https", "api.example/x", "/v1", None), {}, False, id="slash-in-authority"),
+        pytest.param(("https", "api.example?x", "/v1", None), {}, False, id="mark-in-authority"),
+        pytest.param(("https", "api.example#x", "/v1", None), {}, False, id="hash-in-authority"),
+        pytest.param(("https", "api.example", "", None), {}, False, id="empty-path"),
+        pytest.param(("https", "api.example", "v1", None), {}, False, id="relative-path"),
+        pytest.param(("https", "api.example", "/v1?x=1", None), {}, False, id="mark-in-path"),
+        pytest.param(("https", "api.example", "/v1#x", None), {}, False, id="hash-in-path"),
+        pytest.param(("https", "api.example", "/v1", "?x#y"), {}, False, id="hash-in-query"),
+    ],
+)
+def test_asgi_fast_path_judges_the_url_the_general_path_judges(
+    parts: tuple[str, str, str, str | None], extra: dict[str, str], taken: bool
+) -> None:
+    """A request in ASGI parts is accepted on the fast path only where the parts join into the
+    URL the general path reads, and the middleware's entry point accepts it either way."""
+    scheme, authority, path, query = parts
+    url = f"{scheme}://{authority}{path}{query or ''}"
+    components = f'({BASE4} "x-a")' if extra else f"({BASE4})"
+    signed = _hand_signed(url, components + PARAMS, headers=extra)
+    verifier = Verifier({"client-1": SECRET}, clock=lambda: NOW)
+    fast = verifier._fast_asgi(
+        "GET", scheme, authority, path, query, _asgi_headers(signed), NOW, False
+    )
+    expected = GeneralOnly({"client-1": SECRET}).verify_headers(
+        "GET", url, signed, has_body=False, now=NOW
+    )
+    assert (fast == expected) if taken else (fast is None)
+    raw = list(_asgi_headers(signed).items())
+    prepared = verifier._verify_headers_prepared(
+        "GET", scheme, authority, path, query, _asgi_headers(signed), raw, False
+    )
+    assert prepared == expected
+
+
+def test_asgi_fast_path_leaves_an_absent_header_to_the_general_path() -> None:
+    """A covered header missing from an ASGI request is declined, then named by the general path."""
+    signed = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "v"})
+    headers = _asgi_headers(_only(signed, "x-a"))
+    verifier = Verifier({"client-1": SECRET}, clock=lambda: NOW)
+    parts = ("https", "api.example", "/v1/items", None)
+    assert verifier._fast_asgi("GET", *parts, headers, NOW, False) is None
+    with pytest.raises(InvalidSignature) as caught:
+        verifier._verify_headers_prepared("GET", *parts, headers, list(headers.items()), False)
+    assert caught.value.detail == "covered header 'x-a' is absent from the request"
+
+
+def test_fast_path_needs_static_keys_and_an_authority() -> None:
+    """Without static keys (a tag policy) or with an empty authority, the fast path declines."""
+    tagged = Verifier({"client-1": SECRET}, tag="t")
+    assert _fast_direct(tagged, URLS[0], _signed()) is None
+    verifier = Verifier({"client-1": SECRET})
+    assert _fast_direct(verifier, "https:///v1/items", _signed()) is None
+    with pytest.raises(ValueError, match="absolute"):
+        verifier.verify("GET", "https:///v1/items", _signed(), now=NOW)
+
+
+def test_asgi_entry_point_without_a_header_dict_or_with_a_body() -> None:
+    """The middleware's entry point judges a header list alone (no dict), and a request that
+    announces a body, exactly as verify_headers() does."""
+    verifier = Verifier({"client-1": SECRET}, clock=lambda: NOW)
+    parts = ("https", "api.example", "/v1/items", None)
+    signed = _signed()
+    raw = list(_asgi_headers(signed).items())
+    expected = verifier.verify_headers("GET", URLS[0], signed, has_body=False, now=NOW)
+    assert verifier._verify_headers_prepared("GET", *parts, None, raw, False) == expected
+    # A body the signature does not bind: the default policy wants content-digest covered.
+    for headers in (None, _asgi_headers(signed)):
+        with pytest.raises(VerificationError) as caught:
+            verifier._verify_headers_prepared("GET", *parts, headers, raw, True)
+        assert caught.value.reason == "insufficient_coverage"
+    # A covered digest is the caller's to check against the body it streams.
+    digested = _hand_signed(
+        URLS[0],
+        f'({BASE4} "content-digest"){PARAMS}',
+        headers={"content-digest": make_content_digest(b"x")},
+    )
+    fast = verifier._fast_asgi("GET", *parts, _asgi_headers(digested), NOW, True)
+    assert fast is not None
+    assert fast == verifier.verify_headers("GET", URLS[0], digested, has_body=True, now=NOW)
+
+
+def test_asgi_fast_path_leaves_a_lone_field_to_the_general_path() -> None:
+    """An ASGI request with only one of the two signature fields is malformed_signature."""
+    verifier = Verifier({"client-1": SECRET}, clock=lambda: NOW)
+    parts = ("https", "api.example", "/v1/items", None)
+    for missing in ("signature", "signature-input"):
+        headers = _asgi_headers(_only(_signed(), missing))
+        assert verifier._fast_asgi("GET", *parts, headers, NOW, False) is None
+        with pytest.raises(VerificationError) as caught:
+            verifier._verify_headers_prepared("GET", *parts, headers, list(headers.items()), False)
+        assert caught.value.reason == "malformed_signature"
