@@ -21,6 +21,7 @@ from hmacguard import (
     make_content_digest,
     verify_content_digest,
 )
+from hmacguard._content_digest import parse_content_digest
 
 VECTORS = load_vector("rfc9530.json")
 EXAMPLES = [
@@ -327,3 +328,74 @@ def test_digest_error_details_hold_no_digest_values() -> None:
     assert "sha-256" in text
     assert expected not in text
     assert sha("sha256", b"b") not in text
+
+
+_SHA256_HELLO = make_content_digest(b"hello")
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "detail"),
+    [
+        pytest.param(
+            "sha-256=:AAAA",
+            MalformedDigest,
+            "Content-Digest is not a valid dictionary: ",
+            id="not-a-dictionary",
+        ),
+        pytest.param(
+            "sha-256=1",
+            MalformedDigest,
+            "Content-Digest member 'sha-256' is not a byte sequence",
+            id="not-a-byte-sequence",
+        ),
+        pytest.param(
+            "sha-512=:AAAA:",
+            DigestMismatch,
+            "the sha-512 digest has the wrong length",
+            id="wrong-length",
+        ),
+        pytest.param(
+            "md5=:AAAA:",
+            DigestMismatch,
+            "Content-Digest holds no supported algorithm (sha-256, sha-512)",
+            id="no-active-algorithm",
+        ),
+        pytest.param(
+            make_content_digest(b"other", "sha-512"),
+            DigestMismatch,
+            "the body does not match its sha-512 Content-Digest",
+            id="body-changed",
+        ),
+    ],
+)
+def test_rfc9530_digest_errors_say_what_failed(
+    value: str, error: type[VerificationError], detail: str
+) -> None:
+    """Each Content-Digest failure has a detail naming the problem (and never a digest value)."""
+    with pytest.raises(error) as caught:
+        verify_content_digest(value, b"hello")
+    assert caught.value.detail.startswith(detail)
+    if error is DigestMismatch and "body" in detail:
+        checker = DigestVerifier(value)
+        checker.update(b"hello")
+        with pytest.raises(DigestMismatch) as streamed:
+            checker.verify()
+        assert streamed.value.detail == detail
+    else:
+        with pytest.raises(error) as parsed:
+            parse_content_digest(value)
+        assert parsed.value.detail.startswith(detail)
+
+
+def test_rfc9530_canonical_value_parses_to_its_digest() -> None:
+    """A canonical sha-256 or sha-512 value parses to exactly its decoded digest."""
+    assert parse_content_digest(_SHA256_HELLO) == {"sha-256": hashlib.sha256(b"hello").digest()}
+    value = make_content_digest(b"hello", "sha-512")
+    assert parse_content_digest(value) == {"sha-512": hashlib.sha512(b"hello").digest()}
+
+
+def test_make_content_digest_names_the_supported_algorithms() -> None:
+    """Asking for an unsupported digest algorithm says which ones exist."""
+    with pytest.raises(ValueError, match=r"^unsupported digest algorithm") as caught:
+        make_content_digest(b"", "md5")
+    assert str(caught.value) == "unsupported digest algorithm 'md5'; use sha-256, sha-512"

@@ -163,14 +163,25 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
 def test_fast_path_defers_odd_signature_values(signature: str) -> None:
     """Odd Signature values get exactly the general path's answer, never an exception."""
     signer = Signer(HMACKey("client-1", SECRET))
-    headers = signer.sign("GET", URLS[0], {}, None, now=NOW) | {"Signature": signature}
+    signed = {
+        name.lower(): value
+        for name, value in signer.sign("GET", URLS[0], {}, None, now=NOW).items()
+    }
+    # Lowercase names, so that the fast path is offered the request at all.
+    headers = signed | {"signature": signature}
     verifier = Verifier({"client-1": SECRET})
-    verifier.verify("GET", URLS[0], signer.sign("GET", URLS[0], {}, None, now=NOW), now=NOW)
+    verifier.verify("GET", URLS[0], signed, now=NOW)  # the general path validates the list once
+    assert verifier._fast_accept("GET", URLS[0], signed, NOW, False, None, True) is not None
+    try:
+        fast = verifier._fast_accept("GET", URLS[0], headers, NOW, False, None, True)
+    except VerificationError as exc:
+        fast = ("error", exc.reason)
     expected = _outcome(
         GeneralOnly({"client-1": SECRET}),
         {"method": "GET", "url": URLS[0], "headers": headers, "body": None},
     )
     assert expected[0] == "error"
+    assert fast in (None, expected)  # declined, or refused for the same reason
     assert (
         _outcome(verifier, {"method": "GET", "url": URLS[0], "headers": headers, "body": None})
         == expected
@@ -181,7 +192,8 @@ def test_fast_path_defers_names_that_fold_together() -> None:
     """A dict with two spellings of one covered header is judged by the general path."""
     signer = Signer(HMACKey("client-1", SECRET))
     headers = {"content-type": "application/json"}
-    headers |= signer.sign("POST", URLS[0], headers, b"{}", now=NOW)
+    added = signer.sign("POST", URLS[0], headers, b"{}", now=NOW)
+    headers |= {name.lower(): value for name, value in added.items()}
     request = {"method": "POST", "url": URLS[0], "body": b"{}"}
     verifier = Verifier({"client-1": SECRET})
     assert _outcome(verifier, {**request, "headers": headers})[0] == "ok"
@@ -462,6 +474,26 @@ def _signed_x() -> dict[str, str]:
             id="unknown-key",
         ),
         pytest.param(
+            {
+                "headers": lambda: _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW};keyid="other";alg="hmac-sha256";nonce="n"'
+                )
+            },
+            {},
+            "unknown_key",
+            id="unknown-key-with-alg",
+        ),
+        pytest.param(
+            {
+                "headers": lambda: _hand_signed(
+                    URLS[0], f'({BASE4});created={NOW};keyid="other";alg="rsa-pss-sha512";nonce="n"'
+                )
+            },
+            {},
+            "invalid_parameters",
+            id="unknown-key-with-unsupported-alg",
+        ),
+        pytest.param(
             {"headers": _signed},
             {"max_components": 3},
             "malformed_signature",
@@ -718,3 +750,68 @@ def test_asgi_fast_path_leaves_a_lone_field_to_the_general_path() -> None:
         with pytest.raises(VerificationError) as caught:
             verifier._verify_headers_prepared("GET", *parts, headers, list(headers.items()), False)
         assert caught.value.reason == "malformed_signature"
+
+
+def test_single_line_headers_decodes_pairs_and_refuses_what_it_would_lose() -> None:
+    """Header pairs become a dict only when nothing is lost: no repeat, no upper case."""
+    pairs = [(b"x-a", b"\xff v"), (b"signature", b"s")]
+    assert _single_line_headers(pairs) == {"x-a": "\xff v", "signature": "s"}
+    lowercase = {"x-a": "1", "signature": "s"}
+    assert _single_line_headers(lowercase) is lowercase
+    assert _single_line_headers([(b"x-a", b"1"), (b"x-a", b"2")]) is None
+    assert _single_line_headers([(b"X-A", b"1")]) is None
+    assert _single_line_headers({"X-A": "1"}) is None
+    assert _single_line_headers({b"x-a": b"1"}) is None
+    assert _single_line_headers([("x-a", "1")]) is None
+    assert _single_line_headers((("x-a", "1"),)) is None
+
+
+def test_repeated_covered_header_in_pairs_is_judged_on_all_its_lines() -> None:
+    """A covered header sent twice as byte pairs counts both lines, never just the last."""
+    signed = _hand_signed(URLS[0], f'({BASE4} "x-a"){PARAMS}', headers={"x-a": "b"})
+    pairs = [(name.encode(), value.encode()) for name, value in signed.items()]
+    verifier = Verifier({"client-1": SECRET})
+    assert verifier.verify("GET", URLS[0], pairs, now=NOW).covers("x-a")
+    doubled = [(b"x-a", b"a"), *pairs]
+    with pytest.raises(InvalidSignature):
+        verifier.verify("GET", URLS[0], doubled, now=NOW)
+
+
+class _Spy(Verifier):
+    """A verifier that records what its fast path answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers: list[Any] = []
+
+    def _fast_core(self, *args: Any) -> Any:
+        answer = super()._fast_core(*args)
+        self.answers.append(answer)
+        return answer
+
+
+@pytest.mark.parametrize(
+    "entry", ["verify", "averify", "verify_headers", "averify_headers", "middleware"]
+)
+async def test_every_entry_point_accepts_the_common_shape_on_the_fast_path(entry: str) -> None:
+    """Each entry point hands a canonical request to the fast path, which accepts it there:
+    a change that quietly sends everything the general way is a regression too."""
+    signed = _signed()
+    verifier = _Spy({"client-1": SECRET}, clock=lambda: NOW)
+    expected = GeneralOnly({"client-1": SECRET}).verify("GET", URLS[0], signed, now=NOW)
+    if entry == "verify":
+        verified = verifier.verify("GET", URLS[0], signed)
+    elif entry == "averify":
+        verified = await verifier.averify("GET", URLS[0], signed)
+    elif entry == "verify_headers":
+        verified = verifier.verify_headers("GET", URLS[0], signed, has_body=False)
+    elif entry == "averify_headers":
+        verified = await verifier.averify_headers("GET", URLS[0], signed, has_body=False)
+    else:
+        headers = _asgi_headers(signed)
+        parts = ("https", "api.example", "/v1/items", None)
+        verified = verifier._verify_headers_prepared(
+            "GET", *parts, headers, list(headers.items()), False
+        )
+    assert verified == expected
+    assert verifier.answers == [expected]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import hmac
 import pickle
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -363,3 +366,110 @@ def test_dummy_key_is_random_and_not_configured() -> None:
     assert len(first.dummy.secret) == 32
     assert first.dummy.secret != second.dummy.secret
     assert first.lookup(first.dummy.key_id) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "detail"),
+    [
+        pytest.param(b"a" * 32, "key resolver returned bytes, not HMACKey", id="bytes"),
+        pytest.param("a", "key resolver returned str, not HMACKey", id="str"),
+        pytest.param(
+            HMACKey("other", b"a" * 32),
+            "key resolver returned a key with another key id",
+            id="other-id",
+        ),
+        pytest.param(ValueError("vault"), "key resolver raised ValueError", id="raises"),
+    ],
+)
+async def test_keyring_resolver_failures_are_named(answer: object, detail: str) -> None:
+    """A resolver's wrong answer or exception is KeyLookupFailed naming what went wrong."""
+
+    def resolve(key_id: str) -> object:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def aresolve(key_id: str) -> object:
+        return resolve(key_id)
+
+    with pytest.raises(KeyLookupFailed) as caught:
+        Keyring(resolve).lookup("a")  # type: ignore[arg-type]
+    assert caught.value.detail == detail
+    for keyring in (Keyring(resolve), Keyring(aresolve)):  # type: ignore[arg-type]
+        with pytest.raises(KeyLookupFailed) as caught:
+            await keyring.alookup("a")
+        assert caught.value.detail == detail
+
+
+def test_pickling_error_message() -> None:
+    """The pickling refusal says why, in one fixed sentence."""
+    with pytest.raises(TypeError) as info:
+        pickle.dumps(HMACKey("client-1", b"k" * 32))
+    assert str(info.value) == "HMACKey holds a secret and is not picklable"
+
+
+class _AwaitableWithoutClose:
+    """An awaitable that is not a coroutine (no close() method)."""
+
+    def __await__(self) -> Iterator[None]:
+        yield from ()
+
+
+def test_sync_lookup_refuses_any_awaitable_answer() -> None:
+    """lookup() refuses an awaitable answer, coroutine or not, telling to use averify()."""
+    keyring = Keyring(lambda key_id: _AwaitableWithoutClose())  # type: ignore[arg-type, return-value]
+    with pytest.raises(KeyLookupFailed) as caught:
+        keyring.lookup("a")
+    assert caught.value.detail == "the key resolver is async: use averify()"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "length"),
+    [("hmac-sha256", 65), ("hmac-sha256", 200), ("hmac-sha512", 129), ("hmac-sha512", 300)],
+)
+def test_rfc2104_secret_longer_than_the_block_is_hashed_first(algorithm: str, length: int) -> None:
+    """A secret longer than the hash block gives the MAC that RFC 2104 (hmac) gives."""
+    secret = bytes(range(256))[:length] if length <= 256 else b"q" * length
+    key = HMACKey("a", secret, algorithm=algorithm)
+    digest = "sha256" if algorithm == "hmac-sha256" else "sha512"
+    assert key.mac(b"data") == hmac.new(secret, b"data", digest).digest()
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: HMACKey(1, b"k" * 32), TypeError, "key_id must be str, not int"),  # type: ignore[arg-type]
+        (lambda: HMACKey("a", 42), TypeError, "a secret is bytes or base64 text, not int"),  # type: ignore[arg-type]
+        (
+            lambda: HMACKey("a", "not base64!"),
+            ValueError,
+            "a text secret must be base64 (standard or URL-safe)",
+        ),
+        (
+            lambda: Keyring("a"),  # type: ignore[arg-type]
+            TypeError,
+            "keys must be a mapping, a list of HMACKey or a callable",
+        ),
+        (
+            lambda: Keyring(42),  # type: ignore[arg-type]
+            TypeError,
+            "keys must be a mapping, a list of HMACKey or a callable",
+        ),
+        (lambda: Keyring([b"k" * 32]), TypeError, "keys must hold HMACKey items, not bytes"),  # type: ignore[list-item]
+        (lambda: Keyring([]), ValueError, "keys is empty: no request could ever verify"),
+    ],
+)
+def test_key_configuration_errors_say_what_is_wrong(
+    make: Any, error: type[Exception], message: str
+) -> None:
+    """Each refused key or keyring names the problem in a fixed sentence."""
+    with pytest.raises(error) as caught:
+        make()
+    assert str(caught.value) == message
+
+
+def test_static_keyring_is_not_async_and_its_dummy_is_named_unknown() -> None:
+    """A static keyring reports is_async as False; its dummy key is the id "unknown"."""
+    keyring = Keyring([HMACKey("a", b"a" * 32)])
+    assert keyring.is_async is False
+    assert keyring.dummy.key_id == "unknown"

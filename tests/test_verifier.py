@@ -641,3 +641,500 @@ def test_policy_is_readable() -> None:
     verifier = Verifier({"client-1": b"k" * 32}, max_age=120, clock_skew=10, clock=clock)
     assert (verifier.max_age, verifier.clock_skew, verifier.clock) == (120, 10, clock)
     assert verifier.nonce_ttl == 120 + 2 * 10 + 1
+
+
+# -- the four entry points ---------------------------------------------------------
+
+
+def _case_ok() -> tuple[Headers, bytes | None, float]:
+    return signed(), None, NOW
+
+
+def _case_ok_with_body() -> tuple[Headers, bytes | None, float]:
+    return signed(CT, BODY), BODY, NOW
+
+
+def _case_body_not_covered() -> tuple[Headers, bytes | None, float]:
+    return signed(CT, components=[*BASE4, "content-type"]), BODY, NOW
+
+
+_ENTRY_CASES = [
+    # (case, verdict of verify()/averify(), verdict of verify_headers()/averify_headers())
+    pytest.param(_case_ok, "ok", "ok", id="ok"),
+    pytest.param(_case_ok_with_body, "ok", "ok", id="ok-with-body"),
+    pytest.param(_case_missing, "missing_signature", "missing_signature", id="missing"),
+    pytest.param(_case_malformed, "malformed_signature", "malformed_signature", id="malformed"),
+    pytest.param(
+        _case_invalid_parameters, "invalid_parameters", "invalid_parameters", id="parameters"
+    ),
+    pytest.param(_case_expired, "expired", "expired", id="expired"),
+    pytest.param(_case_not_yet_valid, "not_yet_valid", "not_yet_valid", id="not-yet-valid"),
+    pytest.param(_case_unknown_key, "unknown_key", "unknown_key", id="unknown-key"),
+    pytest.param(_case_invalid_signature, "invalid_signature", "invalid_signature", id="mac"),
+    pytest.param(
+        _case_insufficient_coverage, "insufficient_coverage", "insufficient_coverage", id="cover"
+    ),
+    pytest.param(
+        _case_body_not_covered, "insufficient_coverage", "insufficient_coverage", id="body"
+    ),
+    # The body is the caller's to check after verify_headers(): the digest is not read.
+    pytest.param(_case_malformed_digest, "malformed_digest", "ok", id="malformed-digest"),
+    pytest.param(_case_digest_mismatch, "digest_mismatch", "ok", id="digest-mismatch"),
+]
+
+
+async def _resolve(key_id: str) -> HMACKey | None:
+    return KEY if key_id == KEY.key_id else None
+
+
+def _verdict(call: Callable[[], VerifiedSignature]) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except VerificationError as exc:
+        return exc.reason, (exc.label, exc.key_id, exc.detail)
+
+
+async def _averdict(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "ok", await call()
+    except VerificationError as exc:
+        return exc.reason, (exc.label, exc.key_id, exc.detail)
+
+
+@pytest.mark.parametrize("form", ["pairs", "lowercase-dict"])
+@pytest.mark.parametrize(("case", "full", "headers_only"), _ENTRY_CASES)
+async def test_entry_points_agree(
+    case: Callable[[], tuple[Headers, bytes | None, float]],
+    full: str,
+    headers_only: str,
+    form: str,
+) -> None:
+    """verify, averify, verify_headers and averify_headers give one verdict per request,
+    with static, sync and async keys, whichever header form (and so path) is taken."""
+    pairs, body, now = case()
+    headers: Any = pairs if form == "pairs" else {n.lower(): v for n, v in pairs}
+    clock = lambda: now  # noqa: E731  (a fixed clock: no now= below)
+    static = Verifier([KEY], clock=clock)
+    sync = Verifier({"client-1": KEY}.get, clock=clock)
+    asynchronous = Verifier(_resolve, clock=clock)
+    has_body = bool(body)
+    expected = _verdict(lambda: static.verify("GET", URL, headers, body))
+    assert expected[0] == full
+    reference = _verdict(lambda: static.verify_headers("GET", URL, headers, has_body=has_body))
+    assert reference[0] == headers_only
+    for verifier in (static, sync):
+        assert _verdict(lambda v=verifier: v.verify("GET", URL, headers, body)) == expected
+        assert (
+            _verdict(lambda v=verifier: v.verify_headers("GET", URL, headers, has_body=has_body))
+            == reference
+        )
+    for verifier in (static, sync, asynchronous):
+        assert await _averdict(lambda v=verifier: v.averify("GET", URL, headers, body)) == expected
+        assert (
+            await _averdict(
+                lambda v=verifier: v.averify_headers("GET", URL, headers, has_body=has_body)
+            )
+            == reference
+        )
+
+
+def test_verify_headers_with_async_resolver_is_a_type_error() -> None:
+    """verify_headers() with an async resolver is a programming error naming averify_headers()."""
+    with pytest.raises(TypeError, match=r"averify_headers\(\)"):
+        Verifier(_resolve).verify_headers("GET", URL, signed(), has_body=False, now=NOW)
+
+
+def test_signature_base_shows_the_base_of_the_chosen_signature() -> None:
+    """signature_base() rebuilds the base of the first signature, or of the one labelled."""
+    first = signed()
+    second = signed(label="two", components=["@method", "@path"], nonce=False)
+    headers = replace(
+        first,
+        "Signature-Input",
+        field(first, "Signature-Input"),
+        field(second, "Signature-Input"),
+    )
+    headers = replace(headers, "Signature", field(first, "Signature"), field(second, "Signature"))
+    verifier = Verifier([KEY])
+    params_one = field(first, "Signature-Input").removeprefix("sig1=")
+    assert (
+        verifier.signature_base("GET", URL, headers)
+        == (
+            '"@method": GET\n"@authority": api.example\n"@path": /v1/items\n"@query": ?id=1\n'
+            f'"@signature-params": {params_one}'
+        ).encode()
+    )
+    assert verifier.signature_base("GET", URL, headers, label="sig1") == (
+        verifier.signature_base("GET", URL, headers)
+    )
+    params_two = field(second, "Signature-Input").removeprefix("two=")
+    assert verifier.signature_base("GET", URL, headers, label="two") == (
+        f'"@method": GET\n"@path": /v1/items\n"@signature-params": {params_two}'.encode()
+    )
+    assert verifier.signature_base("GET", URL, headers, label="absent") == (
+        verifier.signature_base("GET", URL, headers)
+    )
+
+
+def test_signature_base_raises_the_error_of_a_broken_signature() -> None:
+    """signature_base() of a signature that cannot be read raises why, instead of a base."""
+    headers = replace(signed(), "Signature-Input", 'sig1=("@method" "@method");created=1')
+    with pytest.raises(VerificationError) as info:
+        Verifier([KEY]).signature_base("GET", URL, headers)
+    assert (info.value.reason, info.value.detail) == (
+        "malformed_signature",
+        "a covered component is listed twice",
+    )
+
+
+def test_signature_base_reads_structured_fields_with_the_verifiers_types() -> None:
+    """signature_base() re-serialises an ``sf`` field with the structured_fields it was given."""
+    headers = signed(
+        [("x-dict", "a=1,   b=2")],
+        components=["@method", '"x-dict";sf'],
+        structured_fields={"x-dict": "dictionary"},
+    )
+    verifier = Verifier(
+        [KEY], structured_fields={"x-dict": "dictionary"}, required_components=["@method"]
+    )
+    params = field(headers, "Signature-Input").removeprefix("sig1=")
+    assert verifier.signature_base("GET", URL, headers) == (
+        f'"@method": GET\n"x-dict";sf: a=1, b=2\n"@signature-params": {params}'.encode()
+    )
+    assert verifier.verify("GET", URL, headers, now=NOW).covers('"x-dict";sf')
+
+
+def test_signature_base_of_a_broken_labelled_signature_raises_its_error() -> None:
+    """signature_base(label=...) of a broken signature raises that signature's error."""
+    good = signed()
+    headers = replace(
+        good,
+        "Signature-Input",
+        field(good, "Signature-Input"),
+        'two=("@method" "@method");created=1',
+    )
+    headers = replace(headers, "Signature", field(good, "Signature"), "two=:AAAA:")
+    verifier = Verifier([KEY])
+    assert verifier.signature_base("GET", URL, headers).startswith(b'"@method": GET')
+    with pytest.raises(VerificationError) as info:
+        verifier.signature_base("GET", URL, headers, label="two")
+    assert (info.value.reason, info.value.label) == ("malformed_signature", "two")
+
+
+# -- what each failure says --------------------------------------------------------
+
+_LIST = '("@method" "@authority" "@path" "@query")'
+_OK = f'created={NOW};keyid="client-1";nonce="n"'
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "detail", "key_id"),
+    [
+        pytest.param(
+            f"{_OK};foo=1",
+            "invalid_parameters",
+            "unknown signature parameter 'foo'",
+            None,
+            id="unknown",
+        ),
+        pytest.param(
+            'keyid="client-1";nonce="n"',
+            "invalid_parameters",
+            "the signature has no created parameter",
+            None,
+            id="no-created",
+        ),
+        pytest.param(
+            f'created={NOW};nonce="n"',
+            "invalid_parameters",
+            "the signature has no keyid parameter",
+            None,
+            id="no-keyid",
+        ),
+        pytest.param(
+            f'created={NOW};keyid="client-1"',
+            "invalid_parameters",
+            "the signature has no nonce parameter",
+            None,
+            id="no-nonce",
+        ),
+        pytest.param(
+            'created="1";keyid="client-1";nonce="n"',
+            "invalid_parameters",
+            "the created parameter must be a non-negative integer",
+            None,
+            id="created-text",
+        ),
+        pytest.param(
+            'created=-1;keyid="client-1";nonce="n"',
+            "invalid_parameters",
+            "the created parameter must be a non-negative integer",
+            None,
+            id="created-negative",
+        ),
+        pytest.param(
+            f'{_OK};expires="1"',
+            "invalid_parameters",
+            "the expires parameter must be a non-negative integer",
+            None,
+            id="expires-text",
+        ),
+        pytest.param(
+            f'created={NOW};keyid=1;nonce="n"',
+            "invalid_parameters",
+            "the keyid parameter must be a string",
+            None,
+            id="keyid-integer",
+        ),
+        pytest.param(
+            f'created={NOW};keyid="client-1";nonce=""',
+            "invalid_parameters",
+            "the nonce parameter is empty",
+            None,
+            id="nonce-empty",
+        ),
+        pytest.param(
+            f"{_OK};alg=1",
+            "invalid_parameters",
+            "the alg parameter must be a string",
+            None,
+            id="alg-integer",
+        ),
+        pytest.param(
+            f"{_OK};tag=1",
+            "invalid_parameters",
+            "the tag parameter must be a string",
+            None,
+            id="tag-integer",
+        ),
+        pytest.param(
+            f'{_OK};tag=""',
+            "invalid_parameters",
+            "the tag parameter is empty",
+            None,
+            id="tag-empty",
+        ),
+        pytest.param(
+            f'created={NOW};keyid="{"k" * 257}";nonce="n"',
+            "malformed_signature",
+            "the keyid parameter is longer than 256 bytes",
+            None,
+            id="keyid-long",
+        ),
+        pytest.param(
+            f'{_OK};alg="rsa-pss-sha512"',
+            "invalid_parameters",
+            "unsupported alg 'rsa-pss-sha512'",
+            "client-1",
+            id="alg-unsupported",
+        ),
+        pytest.param(
+            f"{_OK};expires={NOW - 1}",
+            "invalid_parameters",
+            "expires precedes created",
+            "client-1",
+            id="expires-before-created",
+        ),
+        pytest.param(
+            f'created={NOW + 31};keyid="client-1";nonce="n"',
+            "not_yet_valid",
+            "created is 31 s in the future (clock skew allowed: 30 s)",
+            "client-1",
+            id="future",
+        ),
+        pytest.param(
+            f'created={NOW - 301};keyid="client-1";nonce="n"',
+            "expired",
+            "created is 301 s old (max_age: 300 s)",
+            "client-1",
+            id="too-old",
+        ),
+        pytest.param(
+            f'created={NOW - 10};keyid="client-1";nonce="n";expires={NOW - 2}',
+            "expired",
+            "expires passed 2 s ago",
+            "client-1",
+            id="expires-passed",
+        ),
+    ],
+)
+def test_rfc9421_3_2_parameter_failures_name_label_key_and_cause(
+    params: str, reason: str, detail: str, key_id: str | None
+) -> None:
+    """Each parameter check fails with its own reason and detail, naming the label (and the
+    key id once it has been read)."""
+    headers = [("Signature-Input", f"lbl={_LIST};{params}"), ("Signature", "lbl=:AAAA:")]
+    exc = rejection(lambda: Verifier([KEY]).verify("GET", URL, headers, now=NOW))
+    assert (exc.reason, exc.detail, exc.label, exc.key_id) == (reason, detail, "lbl", key_id)
+
+
+def test_unknown_key_is_named_by_label_without_a_detail_about_the_id() -> None:
+    """An unknown key id fails with its label, whether or not the base could be built."""
+    stranger = HMACKey("nobody", b"n" * 32)
+    for headers in (
+        signed(key=stranger, label="lbl"),
+        replace(
+            signed(CT, key=stranger, label="lbl", components=[*BASE4, "content-type"]),
+            "content-type",
+        ),
+    ):
+        exc = rejection(lambda h=headers: Verifier([KEY]).verify("GET", URL, h, now=NOW))
+        assert (exc.reason, exc.label, exc.key_id) == ("unknown_key", "lbl", "nobody")
+        assert exc.detail == "no key is known by this key id"
+
+
+def test_wrong_alg_for_the_key_is_named() -> None:
+    """An alg that is not the key's algorithm fails with a detail naming it, label and key id."""
+    headers = signed(
+        label="lbl", include_alg=True, key=HMACKey("client-1", b"k" * 64, algorithm="hmac-sha512")
+    )
+    exc = rejection(lambda: Verifier([KEY]).verify("GET", URL, headers, now=NOW))
+    assert (exc.detail, exc.label, exc.key_id) == (
+        "alg 'hmac-sha512' disagrees with the key's algorithm",
+        "lbl",
+        "client-1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("components", "required", "body", "detail"),
+    [
+        pytest.param(
+            ["@method", "@path"],
+            None,
+            None,
+            "the signature does not cover @authority, @query",
+            id="default",
+        ),
+        pytest.param(
+            ["@method"],
+            None,
+            BODY,
+            "the signature does not cover @authority, @path, @query, content-digest",
+            id="default-with-body",
+        ),
+        pytest.param(
+            [*BASE4, "content-digest"], None, None, None, id="digest-covered-without-body"
+        ),
+        pytest.param(
+            ["@method"],
+            ["@method", "@path"],
+            BODY,
+            "the signature does not cover @path",
+            id="explicit-with-body",
+        ),
+    ],
+)
+def test_insufficient_coverage_lists_what_is_missing(
+    components: list[str], required: list[str] | None, body: bytes | None, detail: str | None
+) -> None:
+    """Insufficient coverage lists exactly the required components the signature lacks."""
+    headers = signed(CT, body, components=components, label="lbl")
+    verifier = Verifier([KEY], required_components=required)
+    if detail is None:
+        assert verifier.verify("GET", URL, headers, body, now=NOW).label == "lbl"
+        return
+    exc = rejection(lambda: verifier.verify("GET", URL, headers, body, now=NOW))
+    assert (exc.reason, exc.detail, exc.label, exc.key_id) == (
+        "insufficient_coverage",
+        detail,
+        "lbl",
+        "client-1",
+    )
+
+
+def test_content_digest_covered_with_parameters_still_binds_the_body() -> None:
+    """A signature covering ``content-digest`` with a parameter still has the body checked."""
+    headers = signed(CT, BODY, components=[*BASE4, '"content-digest";sf'], label="lbl")
+    verifier = Verifier([KEY], required_components=BASE4)
+    assert verifier.verify("GET", URL, headers, BODY, now=NOW).covers('"content-digest";sf')
+    exc = rejection(lambda: verifier.verify("GET", URL, headers, b"other", now=NOW))
+    assert (exc.reason, exc.label, exc.key_id) == ("digest_mismatch", "lbl", "client-1")
+
+
+def test_now_argument_overrides_the_clock_everywhere() -> None:
+    """An explicit now= is used instead of the clock by every entry point."""
+    verifier = Verifier([KEY], clock=lambda: NOW + 10_000)
+    headers = signed()
+    assert verifier.verify("GET", URL, headers, now=NOW).created == NOW
+    assert verifier.verify_headers("GET", URL, headers, has_body=False, now=NOW).created == NOW
+
+
+async def test_now_argument_overrides_the_clock_in_async_entry_points() -> None:
+    """averify() and averify_headers() use now= too, not the clock."""
+    verifier = Verifier([KEY], clock=lambda: NOW + 10_000)
+    headers = signed()
+    assert (await verifier.averify("GET", URL, headers, now=NOW)).created == NOW
+    verified = await verifier.averify_headers("GET", URL, headers, has_body=False, now=NOW)
+    assert verified.created == NOW
+
+
+def test_async_resolver_errors_say_which_method_to_call() -> None:
+    """Calling a sync entry point with an async resolver names the async one to call."""
+    with pytest.raises(TypeError) as caught:
+        Verifier(_resolve).verify_headers("GET", URL, signed(), has_body=False, now=NOW)
+    assert str(caught.value) == "the key resolver is async: call averify_headers() instead"
+
+
+def test_unknown_key_with_a_malformed_component_names_no_key() -> None:
+    """A covered value that cannot be put in a base, under an unknown key id, is
+    malformed_signature without a key id (the key was never found)."""
+    stranger = HMACKey("nobody", b"n" * 32)
+    headers = signed([("x-a", "v")], key=stranger, label="lbl", components=[*BASE4, "x-a"])
+    broken = replace(headers, "x-a", "a\nb")
+    exc = rejection(lambda: Verifier([KEY]).verify("GET", URL, broken, now=NOW))
+    assert (exc.reason, exc.label, exc.key_id) == ("malformed_signature", "lbl", None)
+
+
+def test_sync_verify_with_async_resolver_names_averify() -> None:
+    """verify() with an async resolver says to call averify(), in one fixed sentence."""
+    with pytest.raises(TypeError) as caught:
+        Verifier(_resolve).verify("GET", URL, signed(), now=NOW)
+    assert str(caught.value) == "the key resolver is async: call averify() instead of verify()"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"required_components": "@method"},
+            "required_components is a sequence of strings, not one string",
+        ),
+        ({"required_components": []}, "required_components is empty: any signature would do"),
+        ({"max_age": 0}, "max_age must be at least 1"),
+        ({"max_age": "300"}, "max_age must be an int"),
+        ({"clock_skew": -1}, "clock_skew must be at least 0"),
+        ({"clock_skew": 1.0}, "clock_skew must be an int"),
+        ({"max_signatures": 0}, "max_signatures must be at least 1"),
+        ({"max_signatures": None}, "max_signatures must be an int"),
+        ({"max_components": 0}, "max_components must be at least 1"),
+        ({"max_components": False}, "max_components must be an int"),
+        ({"max_field_bytes": 63}, "max_field_bytes must be at least 64"),
+        ({"max_field_bytes": "8192"}, "max_field_bytes must be an int"),
+        (
+            {"max_age": 901},
+            "max_age=901 is longer than 900 s, which widens the replay window; "
+            "pass allow_long_max_age=True if you mean it",
+        ),
+        ({"max_age": 60, "clock_skew": 61}, "clock_skew must not exceed max_age"),
+        ({"tag": ""}, "tag must be a non-empty string"),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, dict) else None,
+)
+def test_invalid_configuration_says_what_to_change(options: dict[str, Any], message: str) -> None:
+    """Each invalid policy option is refused with a message naming the option and its limit."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        Verifier([KEY], **options)
+    assert str(caught.value) == message
+
+
+def test_requires_digest_with_body_is_a_boolean() -> None:
+    """requires_digest_with_body is True for the default policy and False for an explicit one."""
+    assert Verifier([KEY]).requires_digest_with_body is True
+    assert Verifier([KEY], required_components=["@method"]).requires_digest_with_body is False
+
+
+def test_tag_policy_without_a_tagged_signature_says_so() -> None:
+    """With a tag configured, a request whose signatures lack it fails naming the tag."""
+    exc = rejection(lambda: Verifier([KEY], tag="app").verify("GET", URL, signed(), now=NOW))
+    assert (exc.reason, exc.detail) == ("invalid_parameters", "no signature carries the tag 'app'")
