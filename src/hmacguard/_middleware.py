@@ -460,49 +460,19 @@ class SignatureMiddleware:
     async def _read_body(
         self, receive: Receive, verified: VerifiedSignature, digest: str | None
     ) -> bytes | None:
-        """Read the whole body, hashing it as it arrives, or return None if the client left.
-
-        A body that arrives in one message (the usual case) is checked in one
-        call once it is complete; from the second chunk on, chunks are hashed
-        as they arrive, so a large body is never hashed twice.
-        """
+        """Read the whole body and check it against ``Content-Digest`` when the
+        signature covers it (see :func:`_receive_body`), or return None if the
+        client left."""
         covers_digest = covers_content_digest(verified.components)
         if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
             raise InsufficientCoverage("content-digest is covered but absent")
-        limit = self._max_body
-        checker: DigestVerifier | None = None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                # http.disconnect: the client is gone. Nothing to answer and
-                # nothing to log as an error; the nonce stays unused.
-                _check_disconnect(message)
-                return None
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(f"the body passed max_body_size ({limit} bytes)")
-                chunks.append(chunk)
-                if checker is not None:
-                    checker.update(chunk)
-                elif covers_digest and len(chunks) == 2:
-                    checker = DigestVerifier(digest)  # type: ignore[arg-type]
-                    checker.update(chunks[0])
-                    checker.update(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
-            if checker is not None:
-                checker.verify()
-            elif covers_digest:
-                verify_content_digest(digest, body)  # type: ignore[arg-type]
+            body = await _receive_body(receive, self._max_body, digest if covers_digest else None)
         except VerificationError as error:
             error.label, error.key_id = verified.label, verified.key_id
             raise
+        if body is None:
+            return None
         if body and not covers_digest and self._verifier.requires_digest_with_body:
             # RFC 9421 §7.2.8: a body the signature does not cover is not protected.
             raise InsufficientCoverage(
@@ -729,13 +699,22 @@ def _check_disconnect(message: Message) -> None:
     logger.debug("hmacguard: client disconnected while sending the body")
 
 
-async def _receive_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None if the client left; :class:`BodyTooLarge` past ``limit``."""
+async def _receive_body(receive: Receive, limit: int, digest: str | None = None) -> bytes | None:
+    """The whole body, or None if the client left; :class:`BodyTooLarge` past ``limit``.
+
+    With ``digest`` (a ``Content-Digest`` value), the body is also checked
+    against it. A body that arrives in one message (the usual case) is checked
+    in one call once it is complete; from the second chunk on, chunks are
+    hashed as they arrive, so a large body is never hashed twice.
+    """
+    checker: DigestVerifier | None = None
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
+            # http.disconnect: the client is gone. Nothing to answer and
+            # nothing to log as an error; the nonce stays unused.
             _check_disconnect(message)
             return None
         chunk = message.get("body", b"")
@@ -744,8 +723,20 @@ async def _receive_body(receive: Receive, limit: int) -> bytes | None:
             if size > limit:
                 raise BodyTooLarge(f"the body passed the limit ({limit} bytes)")
             chunks.append(chunk)
+            if checker is not None:
+                checker.update(chunk)
+            elif digest is not None and len(chunks) == 2:
+                checker = DigestVerifier(digest)
+                checker.update(chunks[0])
+                checker.update(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if checker is not None:
+        checker.verify()
+    elif digest is not None:
+        verify_content_digest(digest, body)
+    return body
 
 
 def _webhook_routes(
