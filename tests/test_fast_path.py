@@ -156,6 +156,7 @@ def test_fast_path_is_taken_for_the_common_shape() -> None:
         "sig1=:YWJj",  # no closing colon
         "sig1=:YWJjZA:",  # unpadded: valid, for the full parser to read
         "sig1=:YW=j:",  # padding in the middle
+        "sig1=:YWJj=:",  # a stray "=" after a whole group: malformed, not a bad MAC
         "sig1=::",  # empty
         "sig2=:YWJj:",  # another label
     ],

@@ -85,6 +85,8 @@ def test_match_canonical_returns_every_part() -> None:
         pytest.param(INPUTS, "sig1=:YWJjZA:", id="unpadded"),
         pytest.param(INPUTS, "sig1=:YW=j:", id="padding-inside"),
         pytest.param(INPUTS, "sig1=:YWJjZA==YWJj:", id="data-after-padding"),
+        pytest.param(INPUTS, "sig1=:YWJj=:", id="stray-padding-after-a-group"),
+        pytest.param(INPUTS, "sig1=:YWJj==:", id="stray-padding-pair"),
         pytest.param(INPUTS, "sig1=:YW Jj:", id="space-inside"),
         pytest.param(
             'sig1=("@query" "@method");created=1700000000;keyid="k1"',
