@@ -464,6 +464,7 @@ def test_verify_request_file_and_chunked_body(cli: Run, tmp_path: Path):
         (b"GET /x HTTP/1.1\nbad header line\n\n", "line 2 is not a header line"),
         (b"GET /x HTTP/1.1\nAccept: */*\n\n", "no Host header"),
         (b"POST /x HTTP/1.1\nHost: a\nContent-Length: 10\n\nabc", "Content-Length says 10"),
+        ("POST /x HTTP/1.1\nHost: a\nContent-Length: \xb2\n\nab".encode("latin-1"), "not a number"),
         (b"OPTIONS * HTTP/1.1\nHost: a\n\n", "not origin-form"),
         (b"", "no request found"),
     ],

@@ -29,6 +29,7 @@ from asgi_helpers import (
     NOW,
     SECRET,
     FakeClock,
+    Message,
     asgi_client,
     body_messages,
     drive,
@@ -300,7 +301,11 @@ async def test_content_length_over_limit_is_413_without_reading(declared: int) -
     assert len(protected.store) == 0
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "0x10", "1" * 19, " 5"])
+@pytest.mark.parametrize(
+    # "\xb2" and "\xb9" (superscript two, one) pass str.isdigit(); int() refuses them.
+    "value",
+    ["abc", "-1", "1e3", "0x10", "1" * 19, " 5", "\xb2", "1\xb9"],
+)
 async def test_bad_content_length_is_400(value: str) -> None:
     """A Content-Length that is not a plain decimal is a malformed request, read no further."""
     protected = protect()
@@ -1090,6 +1095,7 @@ async def test_exception_at_each_step_is_503(
     if step == "verify_headers":
         monkeypatch.setattr(protected.middleware.verifier, "verify_headers", _raise)
         monkeypatch.setattr(protected.middleware.verifier, "_verify_headers_prepared", _raise)
+        monkeypatch.setattr(protected.middleware.verifier, "_fast_asgi", _raise)
     caplog.set_level(logging.WARNING, logger="hmacguard")
     scope, messages = signed_scope("POST", "/t", BODY, JSON)
     if step.startswith("DigestVerifier"):
@@ -1238,6 +1244,34 @@ async def test_body_in_time_is_not_affected_by_the_timer() -> None:
     current = asyncio.current_task()
     assert current is not None
     assert not current.cancelled()
+
+
+def test_without_an_event_loop_the_body_is_read_unwatched() -> None:
+    """Outside asyncio (trio, or a coroutine driven by hand) there is no timer to set:
+    the body is read without one, and the request is verified as usual."""
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": SECRET}, body_timeout=0.01, clock=lambda: NOW
+    )
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    coroutine = middleware(scope, receive, send)
+    with pytest.raises(StopIteration):
+        coroutine.send(None)  # nothing in it suspends: it runs to the end at once
+    assert seen == [BODY]
+    assert sent[0]["status"] == 200
 
 
 @pytest.mark.parametrize("value", [0, -1, "30", True])

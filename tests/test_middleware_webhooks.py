@@ -192,6 +192,17 @@ async def test_header_failures_are_answered_before_the_body_is_read(
     assert setup.echo.untouched()
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "\xb2"])
+async def test_a_bad_content_length_on_a_webhook_path_is_400(value: str) -> None:
+    """A Content-Length that is not ASCII digits is a malformed request, read no further."""
+    setup = protected()
+    scope = http_scope("POST", PATH, {**deliver(b"{}"), "content-length": value})
+    exchange = await drive(setup.middleware, scope, [{"type": "http.request", "body": b"{}"}])
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert exchange.receive_calls == 0
+    assert setup.echo.untouched()
+
+
 async def test_the_profile_body_limit_replaces_the_middleware_default() -> None:
     """A profile's max_body_size applies on its path: over it is 413, under it passes."""
     setup = protected(HexProfile(max_body_size=10), max_body_size=1_000_000)

@@ -1636,6 +1636,7 @@ async def test_threat_E4_fail_closed_at_every_step(
         broken = lambda *a, **k: 1 / 0  # noqa: E731
         monkeypatch.setattr(protected.middleware.verifier, "verify_headers", broken)
         monkeypatch.setattr(protected.middleware.verifier, "_verify_headers_prepared", broken)
+        monkeypatch.setattr(protected.middleware.verifier, "_fast_asgi", broken)
     async with protected.client() as client:
         response = await client.post("/t", content=BODY, headers=sign("POST", "/t", JSON, BODY))
     assert response.status_code == 503

@@ -57,8 +57,15 @@ ErrorHandler: TypeAlias = Callable[[Scope, VerificationError], Any]
 
 logger = logging.getLogger("hmacguard")
 
+# asyncio's documented low-level lookup: the running loop, or None (no exception).
+_running_loop = asyncio.events._get_running_loop
+
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 _MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+# What the header phase gives: the verified signature, the declared body size
+# (-1: none announced) and the Content-Digest value.
+_HeaderPhase = tuple[VerifiedSignature, int, "str | None"]
+
 # What _request() gives: method, scheme, authority, path, query, declared body
 # size, the header dict for the fast path (or None), the header list, and the
 # Content-Digest value.
@@ -258,6 +265,8 @@ class SignatureMiddleware:
             debug=self._debug,
         )
         self._async_keys = self._verifier.keyring.is_async
+        # Static keys: HTTP requests try the one-pass header phase first.
+        self._fast = not self._async_keys
 
     @property
     def verifier(self) -> Verifier:
@@ -287,43 +296,40 @@ class SignatureMiddleware:
                 await self._webhook(scope, receive, send, profile)
                 return
         try:
-            (method, scheme, authority, path, query, declared, headers, raw, digest) = (
-                self._request(scope, kind)
-            )
-            if self._async_keys:
-                verified = await self._verifier.averify_headers(
-                    method, _url(scheme, authority, path, query), raw, has_body=declared > 0
-                )
-            else:
-                verified = self._verifier._verify_headers_prepared(
-                    method, scheme, authority, path, query, headers, raw, declared > 0
-                )
-            if (
-                headers is None
-                or b"x-http-method-override" in headers
-                or b"x-method-override" in headers
-                or b"x-http-method" in headers
-            ):
-                _check_method_override(raw, verified)
+            found = self._fast_headers(scope) if kind == "http" and self._fast else None
+            if found is None:
+                found = await self._headers(scope, kind)
+            verified, declared, digest = found
             body: bytes | None = None
             if kind == "http":
-                header_count = len(scope["headers"])
                 if declared > self._max_body:
                     raise BodyTooLarge(
                         f"the announced body ({declared} bytes) is over max_body_size "
                         f"({self._max_body})"
                     )
-                if self._body_timeout is not None and declared != 0:
-                    body = await self._in_time(
-                        self._read_body(receive, verified, digest), verified.label, verified.key_id
+                covers_digest = covers_content_digest(verified.components)
+                if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
+                    raise InsufficientCoverage("content-digest is covered but absent")
+                header_count = len(scope["headers"])
+                try:
+                    body = await self._body(
+                        receive, self._max_body, digest if covers_digest else None, declared
                     )
-                else:
-                    body = await self._read_body(receive, verified, digest)
+                except VerificationError as error:
+                    error.label, error.key_id = verified.label, verified.key_id
+                    raise
                 if body is None:
                     return  # the client went away: no response, no app, no nonce
                 if len(scope["headers"]) != header_count:
                     # Fields appended while the body was read: trailers.
                     raise MalformedRequest(_NO_TRAILERS)
+                if body and not covers_digest and self._verifier.requires_digest_with_body:
+                    # RFC 9421 §7.2.8: a body the signature does not cover is not protected.
+                    raise InsufficientCoverage(
+                        "the request has a body but the signature does not cover content-digest",
+                        label=verified.label,
+                        key_id=verified.key_id,
+                    )
             if self._memory is not None:
                 self._check_replay_in_memory(verified, self._memory)
             else:
@@ -353,6 +359,91 @@ class SignatureMiddleware:
             return False
         path = scope.get("path", "")
         return path in self._exact or path.startswith(self._prefixes)
+
+    def _fast_headers(self, scope: Scope) -> _HeaderPhase | None:
+        """The header phase of the usual HTTP request in one pass, or None.
+
+        The usual request: header names in lowercase bytes, none repeated, no
+        trailer or method-override header, a plain decimal ``Content-Length``
+        if any, a ``Host`` (unless ``authority=`` is configured) and a raw
+        path, and a signature the verifier's fast path accepts (which decodes
+        only the headers the signature covers). Anything else returns None
+        and :meth:`_headers` decides, with the precise reason; a MAC that
+        fails raises at once, as it would there.
+        """
+        raw = scope["headers"]
+        try:
+            headers = dict(raw)
+            names = b"".join(headers)
+            b"".join(headers.values())
+        except (TypeError, ValueError):
+            return None
+        if (
+            len(headers) != len(raw)
+            or not names.islower()
+            or b"trailer" in headers
+            or b"x-http-method-override" in headers
+            or b"x-method-override" in headers
+            or b"x-http-method" in headers
+        ):
+            return None
+        declared = 1 if b"transfer-encoding" in headers else -1
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or len(length) > 18:  # bytes: ASCII digits only
+                return None
+            declared = max(declared, int(length))
+        authority = self._authority
+        if authority is None:
+            host = headers.get(b"host")
+            if host is None or len(host) > _MAX_HOST:
+                return None
+            authority = host.decode("latin-1")
+        raw_path = scope.get("raw_path")
+        if not raw_path:
+            return None
+        path = raw_path.decode("latin-1")
+        if self._prefix:
+            path = self._prefix + path
+        query = scope.get("query_string")
+        verifier = self._verifier
+        verified = verifier._fast_asgi(
+            scope["method"],
+            self._scheme or scope.get("scheme") or "http",
+            authority,
+            path,
+            "?" + query.decode("latin-1") if query else None,
+            headers,
+            verifier.clock(),
+            declared > 0,
+        )
+        if verified is None:
+            return None
+        digest = headers.get(b"content-digest")
+        return verified, declared, None if digest is None else digest.decode("latin-1")
+
+    async def _headers(self, scope: Scope, kind: str) -> _HeaderPhase:
+        """The header phase of any request: the signature verified, the
+        declared body size and the ``Content-Digest`` value, or an error."""
+        (method, scheme, authority, path, query, declared, headers, raw, digest) = self._request(
+            scope, kind
+        )
+        if self._async_keys:
+            verified = await self._verifier.averify_headers(
+                method, _url(scheme, authority, path, query), raw, has_body=declared > 0
+            )
+        else:
+            verified = self._verifier._verify_headers_prepared(
+                method, scheme, authority, path, query, headers, raw, declared > 0
+            )
+        if (
+            headers is None
+            or b"x-http-method-override" in headers
+            or b"x-method-override" in headers
+            or b"x-http-method" in headers
+        ):
+            _check_method_override(raw, verified)
+        return verified, declared, digest
 
     def _request(self, scope: Scope, kind: str) -> _Request:
         """The request as the client signed it: method, scheme, authority,
@@ -386,9 +477,7 @@ class SignatureMiddleware:
             single = None
             host, length, declared, digest = _scan_headers(raw)
         if length is not None:
-            if not length.isdigit() or len(length) > 18:
-                raise MalformedRequest("Content-Length is not a number")
-            declared = max(declared, int(length))
+            declared = max(declared, _content_length(length))
         if self._authority is not None:
             authority = self._authority
         elif host is None:
@@ -424,63 +513,38 @@ class SignatureMiddleware:
             digest,
         )
 
-    async def _in_time(
-        self, reading: Awaitable[bytes | None], label: str | None, key_id: str | None
+    async def _body(
+        self, receive: Receive, limit: int, digest: str | None, declared: int
     ) -> bytes | None:
-        """Await ``reading`` (a body read) within ``body_timeout``, else :class:`BodyTimeout`.
+        """:func:`_receive_body` within ``body_timeout``, else :class:`BodyTimeout`.
 
         The read is watched by :class:`Deadlines`, which cancels this task
         when the time is up (one timer per event loop, not one per request);
         only that cancellation becomes a 408. Outside asyncio (trio) there is
-        no watch, and the server's own limits apply.
+        no watch, and the server's own limits apply. A request announcing no
+        body (``Content-Length: 0``) is not watched.
         """
+        deadlines = self._deadlines
+        if deadlines is None or declared == 0:
+            return await _receive_body(receive, limit, digest)
+        # Not under asyncio (e.g. trio): no timer to set. (asyncio.current_task()
+        # would raise RuntimeError there; the loop lookup raises nothing.)
+        loop = _running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
+        if loop is None or task is None:
+            return await _receive_body(receive, limit, digest)
+        watch = deadlines.watch(loop, task)
         try:
-            task = asyncio.current_task()
-        except RuntimeError:  # not under asyncio (e.g. trio): no timer to set
-            task = None
-        if task is None or self._deadlines is None:
-            return await reading
-        watch = self._deadlines.watch(task.get_loop(), task)
-        try:
-            return await reading
+            return await _receive_body(receive, limit, digest)
         except asyncio.CancelledError:
             if not watch.expired:
                 raise
             uncancel = getattr(task, "uncancel", None)  # Python 3.11+
             if uncancel is not None:
                 uncancel()
-            raise BodyTimeout(
-                f"the body was not complete after {self._body_timeout} s",
-                label=label,
-                key_id=key_id,
-            ) from None
+            raise BodyTimeout(f"the body was not complete after {self._body_timeout} s") from None
         finally:
-            self._deadlines.finish(watch)
-
-    async def _read_body(
-        self, receive: Receive, verified: VerifiedSignature, digest: str | None
-    ) -> bytes | None:
-        """Read the whole body and check it against ``Content-Digest`` when the
-        signature covers it (see :func:`_receive_body`), or return None if the
-        client left."""
-        covers_digest = covers_content_digest(verified.components)
-        if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
-            raise InsufficientCoverage("content-digest is covered but absent")
-        try:
-            body = await _receive_body(receive, self._max_body, digest if covers_digest else None)
-        except VerificationError as error:
-            error.label, error.key_id = verified.label, verified.key_id
-            raise
-        if body is None:
-            return None
-        if body and not covers_digest and self._verifier.requires_digest_with_body:
-            # RFC 9421 §7.2.8: a body the signature does not cover is not protected.
-            raise InsufficientCoverage(
-                "the request has a body but the signature does not cover content-digest",
-                label=verified.label,
-                key_id=verified.key_id,
-            )
-        return body
+            deadlines.finish(watch)
 
     async def _check_replay(self, verified: VerifiedSignature) -> None:
         nonce = verified.nonce
@@ -521,9 +585,7 @@ class SignatureMiddleware:
             raw = scope["headers"]
             _, length, declared, _ = _scan_headers(raw)
             if length is not None:
-                if not length.isdigit() or len(length) > 18:
-                    raise MalformedRequest("Content-Length is not a number")
-                declared = max(declared, int(length))
+                declared = max(declared, _content_length(length))
             now = self._verifier.clock()
             # Headers first: a missing or stale signature is refused before
             # any body byte is read.
@@ -534,7 +596,7 @@ class SignatureMiddleware:
                     f"the announced body ({declared} bytes) is over the limit ({limit})"
                 )
             header_count = len(raw)
-            body = await self._in_time(_receive_body(receive, limit), None, None)
+            body = await self._body(receive, limit, None, declared)
             if body is None:
                 return  # the client went away: no response, no app, no delivery recorded
             if len(scope["headers"]) != header_count:
@@ -832,6 +894,15 @@ def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSig
                 label=verified.label,
                 key_id=verified.key_id,
             )
+
+
+def _content_length(value: str) -> int:
+    """A ``Content-Length`` value as a number: ASCII digits only (RFC 9110
+    §8.6), at most 18 of them. ``str.isdigit`` alone would pass "²", which
+    ``int`` then refuses."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise MalformedRequest("Content-Length is not a number")
+    return int(value)
 
 
 def _url(scheme: str, authority: str, path: str, query: str | None) -> str:

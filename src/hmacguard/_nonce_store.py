@@ -9,6 +9,7 @@ after the MAC and the body digest are proven: invalid requests never write to it
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -96,9 +97,11 @@ class MemoryNonceStore:
         self._clock = clock
         self._expiry: dict[str, float] = {}
         self._queues: dict[float, deque[tuple[float, str]]] = {}
+        # When the oldest entry expires: until then, add() has nothing to sweep.
+        self._next_expiry = math.inf
         self._lock = threading.Lock()
         workers = os.environ.get("WEB_CONCURRENCY", "1")
-        if workers.isdigit() and int(workers) > 1:
+        if workers.isascii() and workers.isdigit() and int(workers) > 1:
             logger.warning(
                 "MemoryNonceStore keeps nonces in this process only, but WEB_CONCURRENCY=%s: "
                 "a request accepted by one worker can be replayed to another; "
@@ -127,28 +130,36 @@ class MemoryNonceStore:
             raise ValueError("ttl must be a positive number of seconds")
         with self._lock:
             now = self._clock()
-            self._sweep(now)
-            expiry = self._expiry.get(key)
-            if expiry is not None and expiry > now:
-                return False
-            if expiry is None and len(self._expiry) >= self._max_entries:
+            if now >= self._next_expiry:
+                self._sweep(now)
+            expiry = self._expiry
+            until = now + ttl
+            # One lookup in the usual case (a new key): setdefault inserts it.
+            known = expiry.setdefault(key, until)
+            if known is not until:
+                if known > now:
+                    return False
+                # Expired: swept above unless the clock went back. Recorded afresh.
+                expiry[key] = until  # pragma: no cover
+            elif len(expiry) > self._max_entries:
+                del expiry[key]
                 raise NonceStoreUnavailable(
                     f"the memory nonce store is full ({self._max_entries} unexpired nonces)"
                 )
-            until = now + ttl
-            self._expiry[key] = until
             queue = self._queues.get(ttl)
             if queue is None:
                 queue = self._queues[ttl] = deque()
             queue.append((until, key))
-            if not self._warned and len(self._expiry) >= self._warn_at:
+            if until < self._next_expiry:  # noqa: PLR1730  (min() costs a call per request)
+                self._next_expiry = until
+            if not self._warned and len(expiry) >= self._warn_at:
                 self._warned = True
                 logger.warning(
                     "MemoryNonceStore is %d%% full (%d of max_entries=%d unexpired nonces); "
                     "when full, requests are refused with 503 until nonces expire: raise "
                     "max_entries, shorten max_age, or use RedisNonceStore",
-                    100 * len(self._expiry) // self._max_entries,
-                    len(self._expiry),
+                    100 * len(expiry) // self._max_entries,
+                    len(expiry),
                     self._max_entries,
                 )
             return True
@@ -158,14 +169,23 @@ class MemoryNonceStore:
         with self._lock:
             # Its queue entry stays and is skipped when swept (the expiry differs).
             self._expiry.pop(key, None)
+            self._rearm_warning()
 
     def _sweep(self, now: float) -> None:
+        """Drop the expired entries, oldest first; note when the next one expires."""
         expiry = self._expiry
-        if self._warned and len(expiry) < self._rearm_at:
-            self._warned = False
+        earliest = math.inf
         for queue in self._queues.values():
             while queue and queue[0][0] <= now:
                 until, key = queue.popleft()
                 # A key re-added after expiring has a newer entry further back.
                 if expiry.get(key) == until:
                     del expiry[key]
+            if queue and queue[0][0] < earliest:
+                earliest = queue[0][0]
+        self._next_expiry = earliest
+        self._rearm_warning()
+
+    def _rearm_warning(self) -> None:
+        if self._warned and len(self._expiry) < self._rearm_at:
+            self._warned = False

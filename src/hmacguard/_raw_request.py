@@ -169,7 +169,7 @@ def _frame_body(request: RawRequest, rest: bytes) -> bytes:
         raise RequestError("Content-Length is given twice with different values")
     if lengths:
         (text,) = lengths
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise RequestError(f"Content-Length is not a number: {text[:40]!r}")
         size = int(text)
         if len(rest) < size:
