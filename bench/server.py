@@ -65,6 +65,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from yardstick import HandWrittenVerifier
 
 from hmacguard import HMACKey, SignatureMiddleware, Signer
 
@@ -93,6 +94,7 @@ TARGET_REDIS_COMMANDS = 1.0  # Redis commands per request, at most
 BARE = "bare Starlette"
 SIGNED = "Starlette + SignatureMiddleware"
 SIGNED_REDIS = "Starlette + SignatureMiddleware + Redis"
+HAND_WRITTEN = "Starlette + hand-written verifier"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -110,18 +112,22 @@ async def create_order(request: Request) -> JSONResponse:
     return JSONResponse({"accepted": True, "items": len(order["items"])})
 
 
-def make_app(*, signed: bool, nonce_store: Any = None) -> Starlette:
-    """The benchmark app, bare or behind SignatureMiddleware (memory nonce store by default)."""
-    middleware = (
-        [Middleware(SignatureMiddleware, keys={KEY_ID: SECRET}, nonce_store=nonce_store)]
-        if signed
-        else []
-    )
+def make_app(*, signed: bool, nonce_store: Any = None, hand_written: bool = False) -> Starlette:
+    """The benchmark app, bare or behind SignatureMiddleware (memory nonce store by default),
+    or behind the yardstick (``hand_written``, see bench/yardstick.py)."""
+    middleware = []
+    if signed:
+        middleware = [
+            Middleware(SignatureMiddleware, keys={KEY_ID: SECRET}, nonce_store=nonce_store)
+        ]
+    elif hand_written:
+        middleware = [Middleware(HandWrittenVerifier, keys={KEY_ID: SECRET})]
     return Starlette(routes=[Route(PATH, create_order, methods=["POST"])], middleware=middleware)
 
 
 bare_app = make_app(signed=False)
 signed_app = make_app(signed=True)
+yardstick_app = make_app(signed=False, hand_written=True)
 
 
 def __getattr__(name: str) -> Any:
@@ -271,7 +277,11 @@ def best_per_call(cases: list[InProcessCase], settings: Settings) -> list[tuple[
 
 
 def in_process_cases() -> list[InProcessCase]:
-    """The four apps, checked first: a fresh request gets 200, and a replay is refused."""
+    """The six apps, checked first: a fresh request gets 200, and a replay is refused.
+
+    Each wrapped app is measured against the first case with the same app name
+    (``added``); the hand-written verifier is the yardstick of bench/yardstick.py.
+    """
     factory = RequestFactory("api.example.com", json_body(KIB))
     wrapped_raw = SignatureMiddleware(raw_app, keys={KEY_ID: SECRET})
     cases = [
@@ -279,11 +289,21 @@ def in_process_cases() -> list[InProcessCase]:
         InProcessCase("Starlette app + SignatureMiddleware", make_app(signed=True), factory),
         InProcessCase("raw ASGI app", raw_app, factory),
         InProcessCase("raw ASGI app + SignatureMiddleware", wrapped_raw, factory),
+        InProcessCase(
+            "Starlette app + hand-written verifier",
+            make_app(signed=False, hand_written=True),
+            factory,
+        ),
+        InProcessCase(
+            "raw ASGI app + hand-written verifier",
+            HandWrittenVerifier(raw_app, keys={KEY_ID: SECRET}),
+            factory,
+        ),
     ]
     for case in cases:
         scope = factory.scope()
         run_direct(case.app, dict(scope), case.receive, case.send)
-        if "SignatureMiddleware" in case.name:
+        if " + " in case.name:
             logger = logging.getLogger("hmacguard")
             level = logger.level
             logger.setLevel(logging.ERROR)  # the expected "replayed" warning is not news
@@ -314,8 +334,11 @@ def measure_in_process(settings: Settings) -> list[Row]:
         Row(case.name, seconds * 1e6, number)
         for case, (seconds, number) in zip(cases, timings, strict=True)
     ]
-    rows[1].added_us = rows[1].us_per_call - rows[0].us_per_call
-    rows[3].added_us = rows[3].us_per_call - rows[2].us_per_call
+    bases = {row.app: row for row in rows if " + " not in row.app}
+    for row in rows:
+        base = bases.get(row.app.partition(" + ")[0])
+        if base is not row and base is not None:
+            row.added_us = row.us_per_call - base.us_per_call
     return rows
 
 
@@ -652,6 +675,7 @@ def measure_server(config: WrkConfig, log: Callable[[str], None]) -> list[WrkRun
         servers = {
             BARE: Server("server:bare_app", cpu, work),
             SIGNED: Server("server:signed_app", cpu, work),
+            HAND_WRITTEN: Server("server:yardstick_app", cpu, work),
         }
         if redis_server is not None:
             servers[SIGNED_REDIS] = Server(
@@ -737,9 +761,11 @@ def versions(results: Results, config: WrkConfig | None) -> None:
 def evaluate(results: Results, connections: int = 0) -> None:
     rows = {row.app: row for row in results.in_process}
     added = rows["Starlette app + SignatureMiddleware"].added_us
+    added_raw = rows["raw ASGI app + SignatureMiddleware"].added_us
     assert added is not None
+    assert added_raw is not None
     if results.runs:
-        for name in (BARE, SIGNED, SIGNED_REDIS):
+        for name in (BARE, SIGNED, SIGNED_REDIS, HAND_WRITTEN):
             valid = [run for run in results.runs if run.app == name and run.valid]
             if valid:
                 results.best[name] = max(valid, key=lambda run: run.rps)
@@ -779,14 +805,15 @@ def evaluate(results: Results, connections: int = 0) -> None:
                     most <= TARGET_REDIS_COMMANDS,
                 )
             )
-    results.targets.append(
-        Target(
-            "in process 1 KiB POST: µs added by SignatureMiddleware",
-            added,
-            f"<= {TARGET_ADDED_US:g} µs",
-            added <= TARGET_ADDED_US,
+    for app, value in (("Starlette app", added), ("raw ASGI app", added_raw)):
+        results.targets.append(
+            Target(
+                f"in process 1 KiB POST ({app}): µs added by SignatureMiddleware",
+                value,
+                f"<= {TARGET_ADDED_US:g} µs",
+                value <= TARGET_ADDED_US,
+            )
         )
-    )
 
 
 def lowest_server_cpu(runs: list[WrkRun]) -> dict[str, float]:
@@ -841,7 +868,7 @@ def format_results(results: Results, command: str, quick: bool) -> str:
             )
         if BARE in cpu:
             bare_cpu = cpu[BARE]
-            for name in (SIGNED, SIGNED_REDIS):
+            for name in (SIGNED, SIGNED_REDIS, HAND_WRITTEN):
                 if name in cpu:
                     say()
                     say(
@@ -855,6 +882,15 @@ def format_results(results: Results, command: str, quick: bool) -> str:
     for row in results.in_process:
         added = "" if row.added_us is None else f"{row.added_us:.2f}"
         say(f"| {row.app} | {row.us_per_call:.2f} | {added} |")
+    say()
+    say("the yardstick (bench/yardstick.py), measured in this run:")
+    for row in results.in_process:
+        if row.app.endswith("hand-written verifier") and row.added_us is not None:
+            say(f"  in process, {row.app}: +{row.added_us:.2f} µs")
+    bare_run = results.best.get(BARE)
+    hand_run = results.best.get(HAND_WRITTEN)
+    if bare_run is not None and hand_run is not None:
+        say(f"  through uvicorn, {HAND_WRITTEN}: {hand_run.rps / bare_run.rps:.1%} of bare")
     say()
     say("targets:")
     for target in results.targets:

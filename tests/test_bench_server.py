@@ -50,26 +50,40 @@ def test_bench_server_quick_in_process_run_prints_table_and_target(
         "| Starlette app + SignatureMiddleware |",
         "| raw ASGI app |",
         "| raw ASGI app + SignatureMiddleware |",
+        "| Starlette app + hand-written verifier |",
+        "| raw ASGI app + hand-written verifier |",
     ):
         assert app in stdout
+    assert "the yardstick (bench/yardstick.py), measured in this run:" in stdout
     assert "targets:" in stdout
-    assert "in process 1 KiB POST: µs added by SignatureMiddleware" in stdout
+    for app in ("Starlette app", "raw ASGI app"):
+        assert f"in process 1 KiB POST ({app}): µs added by SignatureMiddleware" in stdout
     assert "through uvicorn" not in stdout  # --in-process-only starts no server
 
 
 def test_bench_server_quick_run_writes_json(quick_run: tuple[int, str, str, Path]) -> None:
-    """The JSON output has the four in-process rows, no server runs, and one boolean target."""
+    """The JSON output has the six in-process rows, each wrapped app measured against its own
+    bare app, no server runs, and the two in-process targets as booleans."""
     code, _, stderr, out = quick_run
     assert code == 0, stderr
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["quick"] is True
-    assert [row["app"] for row in results["in_process"]] == [
+    rows = {row["app"]: row for row in results["in_process"]}
+    assert list(rows) == [
         "Starlette app",
         "Starlette app + SignatureMiddleware",
         "raw ASGI app",
         "raw ASGI app + SignatureMiddleware",
+        "Starlette app + hand-written verifier",
+        "raw ASGI app + hand-written verifier",
     ]
-    assert all(row["us_per_call"] > 0 for row in results["in_process"])
+    assert all(row["us_per_call"] > 0 for row in rows.values())
+    for name, row in rows.items():
+        if " + " not in name:
+            assert row["added_us"] is None
+            continue
+        base = rows[name.partition(" + ")[0]]
+        assert row["added_us"] == pytest.approx(row["us_per_call"] - base["us_per_call"])
     assert results["runs"] == []
-    assert len(results["targets"]) == 1
-    assert isinstance(results["targets"][0]["passed"], bool)
+    assert len(results["targets"]) == 2
+    assert all(isinstance(target["passed"], bool) for target in results["targets"])
