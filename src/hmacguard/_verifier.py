@@ -732,16 +732,18 @@ class Verifier:
             authority = normalise_authority(authority, scheme)
         else:
             authority = authority.lower()
-        # The arguments follow DERIVED_SLOTS; RFC 9421 §2.2.6 and §2.2.7 for
-        # the empty path and the absent query. An absent header reads as "\r",
-        # which the check below refuses like any other carriage return.
+        # The arguments follow DERIVED_SLOTS; RFC 9421 §2.2.7 for the absent
+        # query. The path is never empty here: split_url() gives "/" for an
+        # empty one (§2.2.6), and _fast_asgi() takes only paths starting "/".
+        # An absent header reads as "\r", which the check below refuses like
+        # any other carriage return.
         template, header_names, header_bytes, arrange = fast
         if raw:
             values = [get(name, b"\r").decode("latin-1").strip(" \t") for name in header_bytes]
         else:
             values = [get(name, "\r").strip(" \t") for name in header_names]
         base = template % arrange(
-            (method, authority, path or "/", scheme, query or "?", *values, params_text)
+            (method, authority, path, scheme, query or "?", *values, params_text)
         )
         # Any line break or non-ASCII character: the general path explains it.
         if base.count("\n") != len(covered.components) or "\r" in base:
