@@ -367,9 +367,13 @@ def logged_reasons(log: Any) -> list[str]:
     reasons = []
     for record in log.records:
         if record.name == "hmacguard" and record.levelname == "WARNING":
+            reason = getattr(record, "hmacguard_reason", None)
             match = _REJECTED.match(record.getMessage())
+            # The record's field and its text agree (both are what operators read).
+            assert (reason is None) == (match is None), record.getMessage()
             if match is not None:
-                reasons.append(match.group(1))
+                assert reason == match.group(1), (reason, record.getMessage())
+                reasons.append(reason)
     return reasons
 
 

@@ -1147,6 +1147,11 @@ async def test_rejections_log_a_warning_without_secrets(caplog: pytest.LogCaptur
     message = records[0].getMessage()
     assert "unknown_key" in message
     assert headers["Signature"].split("=", 1)[1] not in message
+    # The same facts as fields of the record, for structured logging.
+    assert records[0].hmacguard_reason == "unknown_key"
+    assert records[0].hmacguard_status == 401  # what the client got (as invalid_signature)
+    assert records[0].hmacguard_label == "sig1"
+    assert records[0].hmacguard_key_id == "nobody"
 
 
 async def test_starlette_middleware_stack() -> None:

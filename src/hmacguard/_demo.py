@@ -23,7 +23,6 @@ import base64
 import contextlib
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
@@ -186,24 +185,18 @@ class Row:
         )
 
 
-# The WARNING the middleware logs for each rejection:
-# "hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=...)".
-_REJECTED = re.compile(
-    r"hmacguard rejected \S+ (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None): ([a-z_]+): "
-)
-
-
 class _Rejections(logging.Handler):
-    """Collects the precise reason of every rejection logged on the ``hmacguard`` logger."""
+    """Collects the precise reason of every rejection logged on the ``hmacguard`` logger
+    (the record's ``hmacguard_reason`` field)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.reasons: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        match = _REJECTED.match(record.getMessage())
-        if match is not None:
-            self.reasons.append(match.group(1))  # list.append: safe from the server thread
+        reason = getattr(record, "hmacguard_reason", None)
+        if isinstance(reason, str):
+            self.reasons.append(reason)  # list.append: safe from the server thread
 
 
 @contextlib.contextmanager

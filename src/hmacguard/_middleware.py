@@ -690,6 +690,13 @@ class SignatureMiddleware:
             error.detail,
             error.label,
             error.key_id,
+            # The same facts as fields, for log pipelines that keep extras.
+            extra={
+                "hmacguard_reason": error.reason,
+                "hmacguard_status": error.status,
+                "hmacguard_label": error.label,
+                "hmacguard_key_id": error.key_id,
+            },
         )
         if self._on_error is not None and scope["type"] == "http":
             started = False
