@@ -94,6 +94,17 @@ class Budget:
         return float(worker.stdout.readline())
 
 
+def fuzz(target: Target, test_one_input: Callable[[bytes], None]) -> None:
+    """A harness run as a script: fuzz ``test_one_input`` with libFuzzer's command
+    line (``-max_len``, ``-max_total_time``, corpus dirs), or, with
+    ``--timing-worker``, be the timing helper for ``target``."""
+    if sys.argv[1:] == ["--timing-worker"]:
+        serve(target)
+        return
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
 def serve(check: Target) -> None:
     """Be the timing helper: read length-prefixed inputs, answer their best time."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

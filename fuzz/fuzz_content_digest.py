@@ -18,11 +18,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 
 import atheris
-from _harness import BUDGET_MAX_LEN, BUDGET_SECONDS, PLAIN_ENV, Budget, serve
+from _harness import BUDGET_MAX_LEN, BUDGET_SECONDS, PLAIN_ENV, Budget, fuzz
 from _harness import split as _split
 
 with contextlib.nullcontext() if os.environ.get(PLAIN_ENV) else atheris.instrument_imports():
@@ -92,14 +91,5 @@ def TestOneInput(data: bytes) -> None:
     _check(data)
 
 
-def main() -> None:
-    """Fuzz with libFuzzer's command line (``-max_len``, ``-max_total_time``, corpus dirs)."""
-    if sys.argv[1:] == ["--timing-worker"]:
-        serve(_target)
-        return
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(_target, TestOneInput)
