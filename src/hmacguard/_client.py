@@ -26,6 +26,7 @@ from ._signer import Signer
 
 __all__ = [
     "RedirectWarning",
+    "SigningAuth",
     "make_signer",
     "origin",
     "remove_fields",
@@ -76,6 +77,37 @@ def make_signer(
         raise TypeError("give key_id and secret (bytes or base64 text), or signer=")
     key = HMACKey(key_id, secret, algorithm or "hmac-sha256")
     return Signer(key, **options)
+
+
+class SigningAuth:
+    """What both ``HMACAuth`` classes (httpx, requests) hold: the signer and the
+    redirect choice, built and shown the same way. Each subclass adds its
+    library's auth protocol."""
+
+    def __init__(
+        self,
+        key_id: str | None = None,
+        secret: bytes | bytearray | memoryview | str | None = None,
+        *,
+        signer: Signer | None = None,
+        algorithm: str | None = None,
+        follow_redirects: bool = False,
+        **signer_options: Any,
+    ) -> None:
+        self._signer = make_signer(key_id, secret, signer, algorithm, signer_options)
+        self.follow_redirects = bool(follow_redirects)
+
+    @property
+    def signer(self) -> Signer:
+        """The signer every request is signed with."""
+        return self._signer
+
+    def __repr__(self) -> str:
+        # The key id only: never the secret.
+        return (
+            f"HMACAuth(key_id={self._signer.key.key_id!r}, "
+            f"follow_redirects={self.follow_redirects!r})"
+        )
 
 
 def sign_request(

@@ -11,15 +11,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 try:
     import httpx
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
     raise ImportError('HMACAuth needs httpx: pip install "hmacguard[httpx]"') from exc
 
-from ._client import RedirectWarning, make_signer, origin, remove_fields, sign_request
-from ._signer import Signer
+from ._client import RedirectWarning, SigningAuth, origin, remove_fields, sign_request
 
 __all__ = ["HMACAuth"]
 
@@ -39,7 +37,7 @@ def _record(request: httpx.Request) -> _Signed | None:
     return signed if isinstance(signed, _Signed) else None
 
 
-class HMACAuth(httpx.Auth):
+class HMACAuth(SigningAuth, httpx.Auth):
     """Sign every request an httpx client sends (RFC 9421, ``hmac-sha256``).
 
     Each send is signed afresh, with a new ``created`` time and nonce, over
@@ -77,30 +75,6 @@ class HMACAuth(httpx.Auth):
     """
 
     requires_request_body = True
-
-    def __init__(
-        self,
-        key_id: str | None = None,
-        secret: bytes | bytearray | memoryview | str | None = None,
-        *,
-        signer: Signer | None = None,
-        algorithm: str | None = None,
-        follow_redirects: bool = False,
-        **signer_options: Any,
-    ) -> None:
-        self._signer = make_signer(key_id, secret, signer, algorithm, signer_options)
-        self.follow_redirects = bool(follow_redirects)
-
-    @property
-    def signer(self) -> Signer:
-        """The signer every request is signed with."""
-        return self._signer
-
-    def __repr__(self) -> str:
-        return (
-            f"HMACAuth(key_id={self._signer.key.key_id!r}, "
-            f"follow_redirects={self.follow_redirects!r})"
-        )
 
     def sign(self, request: httpx.Request) -> dict[str, str]:
         """Sign ``request`` in place, replacing an earlier signature, and return the fields set.

@@ -35,8 +35,7 @@ try:
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
     raise ImportError('HMACAuth needs requests: pip install "hmacguard[requests]"') from exc
 
-from ._client import make_signer, origin, remove_fields, sign_request
-from ._signer import Signer
+from ._client import SigningAuth, origin, remove_fields, sign_request
 
 __all__ = ["HMACAuth"]
 
@@ -45,7 +44,7 @@ __all__ = ["HMACAuth"]
 _TEXT_ENCODING = "latin-1" if getattr(requests.compat, "is_urllib3_1", False) else "utf-8"
 
 
-class HMACAuth(AuthBase):
+class HMACAuth(SigningAuth, AuthBase):
     """Sign every request a ``requests`` session sends (RFC 9421, ``hmac-sha256``).
 
     Each request is signed when it is prepared, with a fresh ``created`` time
@@ -70,30 +69,6 @@ class HMACAuth(AuthBase):
         ValueError: a secret shorter than the algorithm needs, or a bad
             option value.
     """
-
-    def __init__(
-        self,
-        key_id: str | None = None,
-        secret: bytes | bytearray | memoryview | str | None = None,
-        *,
-        signer: Signer | None = None,
-        algorithm: str | None = None,
-        follow_redirects: bool = False,
-        **signer_options: Any,
-    ) -> None:
-        self._signer = make_signer(key_id, secret, signer, algorithm, signer_options)
-        self.follow_redirects = bool(follow_redirects)
-
-    @property
-    def signer(self) -> Signer:
-        """The signer every request is signed with."""
-        return self._signer
-
-    def __repr__(self) -> str:
-        return (
-            f"HMACAuth(key_id={self._signer.key.key_id!r}, "
-            f"follow_redirects={self.follow_redirects!r})"
-        )
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """Sign ``r`` in place (replacing a signature this auth made before) and return it."""
