@@ -30,12 +30,11 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 import redis
 
-from uvicorn_server import HOST, free_port
+from local_server import HOST, ChildProcess, Managed, free_port
 
 INSTALL_HINT = (
     "redis-server is not installed, so the Redis tests cannot run: install Redis >= 7.0 "
@@ -63,13 +62,16 @@ class RedisServerFailed(RuntimeError):
     """redis-server exited, or did not answer PING in time; the message carries its log."""
 
 
-class RedisServer:
+class RedisServer(ChildProcess):
     """A redis-server subprocess on 127.0.0.1.
 
     Args:
         binary: the redis-server executable (default: the one on PATH).
         options: more command-line options, e.g. ``["--maxmemory", "10mb"]``.
         startup_timeout: seconds to wait for the server to answer PING.
+
+    :meth:`stop` and :meth:`kill` keep the port, so :meth:`start` brings the server
+    back where clients expect it.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class RedisServer:
         self.startup_timeout = startup_timeout
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self.failure = RedisServerFailed
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     def __repr__(self) -> str:
@@ -125,25 +128,10 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start the server (on the same port as before, if it ran before) and wait for PING."""
-        if self._process is not None:
-            raise RuntimeError("redis-server is already running")
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="hmacguard-redis-")
-        attempts = 1 if self.port else 3
-        for attempt in range(attempts):
-            if not self.port or attempt:
-                self.port = free_port()
-            try:
-                self._spawn()
-                self._wait_until_ready()
-                return self
-            except RedisServerFailed:
-                log = self.log()
-                self.stop()
-                if attempt + 1 < attempts and "address already in use" in log.lower():
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._launch()
+        return self
 
     def _spawn(self) -> None:
         assert self._dir is not None
@@ -181,23 +169,6 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout``); return its exit code.
-
-        The port is kept, so :meth:`start` brings the server back where clients expect it.
-        """
-        process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        return process.returncode
-
     def close(self) -> None:
         """Stop the server and delete its directory and log."""
         self.stop()
@@ -217,19 +188,8 @@ class RedisServer:
             return ""
         return self.log_path.read_bytes().decode("utf-8", "replace")
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class LocalRedisCluster:
+class LocalRedisCluster(Managed):
     """A Redis Cluster of three masters on 127.0.0.1, each a :class:`RedisServer`.
 
     The 16,384 slots are split in three ranges with ``CLUSTER ADDSLOTSRANGE``
@@ -293,14 +253,3 @@ class LocalRedisCluster:
         """Stop every node and delete their directories."""
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> LocalRedisCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

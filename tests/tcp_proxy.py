@@ -32,8 +32,9 @@ import asyncio
 import threading
 import time
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any, TypeVar
+
+from local_server import Managed
 
 HOST = "127.0.0.1"
 
@@ -116,7 +117,7 @@ class _Upstream(asyncio.Protocol):
             self.transport.abort()
 
 
-class TcpProxy:
+class TcpProxy(Managed):
     """A TCP proxy from a free port of 127.0.0.1 to ``target_host:target_port``.
 
     Args:
@@ -193,14 +194,3 @@ class TcpProxy:
 
     def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
-
-    def __enter__(self) -> TcpProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -24,8 +24,9 @@ import pytest
 from asgi_helpers import logged_reasons
 from hmacguard import HMACAuth, HMACKey
 from hmacguard.webhooks import StandardWebhooksAuth
+from local_server import free_port
 from redis_server import RedisServer
-from uvicorn_server import UvicornServer, free_port
+from uvicorn_server import UvicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(

@@ -80,9 +80,9 @@ from hmacguard import (
 )
 from hmacguard import _content_digest as content_digest_module
 from hmacguard.webhooks import StandardWebhooks
+from local_server import HOST as LOOPBACK
 from redis_server import RedisServer, require_redis_server
 from tcp_proxy import TcpProxy
-from uvicorn_server import HOST as LOOPBACK
 from uvicorn_server import UvicornServer
 
 JSON = {"content-type": "application/json"}
@@ -788,12 +788,9 @@ RECOVERY = 1.0  # the first 2xx after Redis answers again, at the latest
 class KillableRedisServer(RedisServer):
     """A :class:`RedisServer` that can also die at once (SIGKILL: no shutdown, no goodbye)."""
 
-    def kill(self) -> float:
+    def crash(self) -> float:
         """SIGKILL the server and reap it; return ``time.monotonic()`` once it is gone."""
-        process, self._process = self._process, None
-        assert process is not None
-        process.kill()
-        process.wait(10)
+        assert self.kill() is not None, "the server was not running"
         return time.monotonic()
 
     def restart(self) -> tuple[float, float]:
@@ -1156,7 +1153,7 @@ def killable_redis() -> Iterator[KillableRedisServer]:
 async def redis_killed(server: KillableRedisServer, load: Load) -> OutageRun:
     """The load through the middleware while redis-server is SIGKILLed, then restarted."""
     async with RedisNonceStore(server.url, timeout=STORE_TIMEOUT) as store:
-        return await outage_under_load(InProcess(store), load, server.kill, server.restart)
+        return await outage_under_load(InProcess(store), load, server.crash, server.restart)
 
 
 def blackholing(proxy: TcpProxy) -> Callable[[], float]:

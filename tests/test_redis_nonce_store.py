@@ -45,9 +45,9 @@ from redis.backoff import NoBackoff
 
 from asgi_helpers import logged_reasons, problem, protect, sign
 from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
+from local_server import HOST, free_port
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
 from test_nonce_store import TTL, NonceStoreContract
-from uvicorn_server import HOST, free_port
 
 pytestmark = pytest.mark.redis
 

@@ -37,8 +37,8 @@ from hmacguard._resp import (
     _Connection,
     encode_command,
 )
+from local_server import HOST, free_port
 from redis_server import RedisServer, require_redis_server
-from uvicorn_server import HOST, free_port
 
 TIMEOUT = 0.25  # the store's default
 SLACK = 0.15  # scheduling slack on a busy 2-core machine

@@ -28,10 +28,10 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
+
+from local_server import HOST, ChildProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 
 # What a server error looks like in uvicorn's log: the traceback uvicorn logs
 # when an app raises, and a 500 in the access log.
@@ -41,19 +41,11 @@ SERVER_ERROR = re.compile(
 STARTED = "Application startup complete"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class ServerFailed(RuntimeError):
     """The server exited, or did not start in time; the message carries its log."""
 
 
-class UvicornServer:
+class UvicornServer(ChildProcess):
     """A uvicorn subprocess serving ``app`` (an import string) on 127.0.0.1.
 
     Args:
@@ -101,6 +93,7 @@ class UvicornServer:
         self.log_level = log_level
         self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        self.failure = ServerFailed
         self._log_dir: tempfile.TemporaryDirectory[str] | None = None
         self.log_path: Path | None = None
 
@@ -152,22 +145,10 @@ class UvicornServer:
 
     def start(self) -> UvicornServer:
         """Start the server and wait until it serves; retry on a port taken meanwhile."""
-        if self._process is not None:
-            raise RuntimeError("the server is already running")
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            self.port = self._fixed_port or free_port()
-            try:
-                self._spawn()
-                self._wait_until_ready()
-                return self
-            except ServerFailed:
-                log = self.log()
-                self.stop()
-                if attempt + 1 < attempts and "address already in use" in log.lower():
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        if self._process is None:
+            self.port = self._fixed_port  # 0: a free port, chosen afresh each start
+        self._launch()
+        return self
 
     def _spawn(self) -> None:
         self._log_dir = tempfile.TemporaryDirectory(prefix="hmacguard-uvicorn-")
@@ -205,37 +186,12 @@ class UvicornServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout``); return its exit code."""
-        process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        return process.returncode
-
     def close(self) -> None:
         """Stop the server and delete its log."""
         self.stop()
         if self._log_dir is not None:
             self._log_dir.cleanup()
             self._log_dir = None
-
-    def __enter__(self) -> UvicornServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the log -------------------------------------------------------------------
 
