@@ -164,11 +164,9 @@ def parse_component(item: Item) -> Component:
     """
     if type(item.value) is str:
         # Types are part of the key: sf=?1 and sf=1 compare equal but are not.
+        # Parameter values are bare items (RFC 9651 §3.1.2), all hashable.
         cache_key = (item.value, *((k, type(v), v) for k, v in item.params.items()))
-        try:
-            found = _INTERNED.get(cache_key)
-        except TypeError:  # an unhashable parameter value: not valid anyway
-            found = None
+        found = _INTERNED.get(cache_key)
         if found is not None:
             return found
         component = _parse_component(item)
