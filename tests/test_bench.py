@@ -7,38 +7,21 @@ the figures to mean anything. Real numbers come from a full run (docs/benchmarks
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "core.py"
+from bench_helpers import QuickRun
+from bench_helpers import quick_run as run_bench
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, str, Path]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     """One ``bench/core.py --quick --json`` run: (exit code, stdout, stderr, JSON path)."""
-    out = tmp_path_factory.mktemp("bench") / "results.json"
-    completed = subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
-        capture_output=True,
-        cwd=BENCH.parent.parent,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        timeout=120,
-        check=False,
-    )
-    return (
-        completed.returncode,
-        completed.stdout.decode("utf-8"),
-        completed.stderr.decode("utf-8", "replace"),
-        out,
-    )
+    return run_bench("core.py", tmp_path_factory.mktemp("bench") / "results.json")
 
 
 def test_bench_core_quick_run_prints_tables_and_targets(
-    quick_run: tuple[int, str, str, Path],
+    quick_run: QuickRun,
 ) -> None:
     """A --quick run exits 0 and prints the timing table, the throughput table and the targets."""
     returncode, stdout, stderr, _ = quick_run
@@ -53,7 +36,7 @@ def test_bench_core_quick_run_prints_tables_and_targets(
 
 
 def test_bench_core_json_output_lists_every_case_and_target(
-    quick_run: tuple[int, str, str, Path],
+    quick_run: QuickRun,
 ) -> None:
     """--json writes the machine, one row per measured case and the four targets."""
     returncode, _, stderr, out = quick_run

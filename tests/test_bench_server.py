@@ -8,38 +8,22 @@ server. Real numbers come from a full run (docs/benchmarks.md, "Server").
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "server.py"
+from bench_helpers import QuickRun
+from bench_helpers import quick_run as run_bench
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, str, Path]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     """One ``bench/server.py --quick --in-process-only --json`` run: code, stdout, stderr, JSON."""
     out = tmp_path_factory.mktemp("bench-server") / "results.json"
-    completed = subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
-        [sys.executable, str(BENCH), "--quick", "--in-process-only", "--json", str(out)],
-        capture_output=True,
-        cwd=BENCH.parent.parent,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        timeout=120,
-        check=False,
-    )
-    return (
-        completed.returncode,
-        completed.stdout.decode("utf-8"),
-        completed.stderr.decode("utf-8", "replace"),
-        out,
-    )
+    return run_bench("server.py", out, "--in-process-only")
 
 
 def test_bench_server_quick_in_process_run_prints_table_and_target(
-    quick_run: tuple[int, str, str, Path],
+    quick_run: QuickRun,
 ) -> None:
     """The quick in-process run exits 0 and prints the in-process table and the µs target."""
     code, stdout, stderr, _ = quick_run
@@ -61,7 +45,7 @@ def test_bench_server_quick_in_process_run_prints_table_and_target(
     assert "through uvicorn" not in stdout  # --in-process-only starts no server
 
 
-def test_bench_server_quick_run_writes_json(quick_run: tuple[int, str, str, Path]) -> None:
+def test_bench_server_quick_run_writes_json(quick_run: QuickRun) -> None:
     """The JSON output has the six in-process rows, each wrapped app measured against its own
     bare app, no server runs, and the two in-process targets as booleans."""
     code, _, stderr, out = quick_run

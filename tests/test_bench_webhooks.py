@@ -7,27 +7,15 @@ from a full run (docs/benchmarks.md).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "webhooks.py"
+from bench_helpers import quick_run as run_bench
 
 
 def test_bench_webhooks_quick_run_covers_every_scheme_and_size(tmp_path: Path) -> None:
     """A quick run exits 0 and reports hmacguard, the vendor and raw hashing for each case."""
-    out = tmp_path / "results.json"
-    completed = subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
-        capture_output=True,
-        cwd=BENCH.parent.parent,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr.decode("utf-8", "replace")
-    stdout = completed.stdout.decode("utf-8")
+    returncode, stdout, stderr, out = run_bench("webhooks.py", tmp_path / "results.json")
+    assert returncode == 0, stderr
     assert "quick run" in stdout
     assert "targets:" in stdout
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
