@@ -549,17 +549,27 @@ def run(settings: Settings, log: Callable[[str], None]) -> Results:
 # -- output ------------------------------------------------------------------
 
 
+class Report:
+    """A benchmark's printed report: the command and machine first, then what ``say`` adds."""
+
+    def __init__(self, command: str, machine: dict[str, str], quick: bool) -> None:
+        self._out = io.StringIO()
+        self.say(f"$ {command}")
+        for name, value in machine.items():
+            self.say(f"{name + ':':<25}{value}")
+        if quick:
+            self.say("quick run: too few iterations for the figures to mean anything")
+
+    def say(self, text: str = "") -> None:
+        self._out.write(text + "\n")
+
+    def text(self) -> str:
+        return self._out.getvalue()
+
+
 def format_results(results: Results, command: str, quick: bool) -> str:
-    out = io.StringIO()
-
-    def say(text: str = "") -> None:
-        out.write(text + "\n")
-
-    say(f"$ {command}")
-    for name, value in results.machine.items():
-        say(f"{name + ':':<25}{value}")
-    if quick:
-        say("quick run: too few iterations for the figures to mean anything")
+    report = Report(command, results.machine, quick)
+    say = report.say
     say()
     say("| case | implementation | µs/op | ÷ hmacguard | note |")
     say("| --- | --- | ---: | ---: | --- |")
@@ -581,7 +591,7 @@ def format_results(results: Results, command: str, quick: bool) -> str:
         verdict = "PASS" if target.passed else "MISS"
         value = f"{target.value:.1%}" if target.need.endswith("%") else f"{target.value:.2f}x"
         say(f"  {verdict}  {target.name}: {value} (need {target.need})")
-    return out.getvalue()
+    return report.text()
 
 
 def profile_verify(calls: int) -> str:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import KIB, Settings, json_body, machine_info
+from core import KIB, Report, Settings, Target, json_body, machine_info
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -721,14 +721,6 @@ def measure_server(config: WrkConfig, log: Callable[[str], None]) -> list[WrkRun
 
 
 @dataclass
-class Target:
-    name: str
-    value: float
-    need: str
-    passed: bool
-
-
-@dataclass
 class Results:
     machine: dict[str, str]
     in_process: list[Row] = field(default_factory=list)
@@ -826,16 +818,8 @@ def lowest_server_cpu(runs: list[WrkRun]) -> dict[str, float]:
 
 
 def format_results(results: Results, command: str, quick: bool) -> str:
-    out = io.StringIO()
-
-    def say(text: str = "") -> None:
-        out.write(text + "\n")
-
-    say(f"$ {command}")
-    for name, value in results.machine.items():
-        say(f"{name + ':':<25}{value}")
-    if quick:
-        say("quick run: too few iterations for the figures to mean anything")
+    report = Report(command, results.machine, quick)
+    say = report.say
     if results.runs:
         cpu = lowest_server_cpu(results.runs)
         say()
@@ -904,7 +888,7 @@ def format_results(results: Results, command: str, quick: bool) -> str:
         else:
             value = f"{target.value:.2f}"
         say(f"  {verdict}  {target.name}: {value} (need {target.need})")
-    return out.getvalue()
+    return report.text()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,6 @@ import datetime
 import hashlib
 import hmac
 import importlib.metadata
-import io
 import json
 import sys
 import time
@@ -46,7 +45,7 @@ import slack_sdk.signature
 import standardwebhooks
 import stripe
 import svix.webhooks
-from core import KIB, MIB, Settings, best_seconds, json_body, machine_info
+from core import KIB, MIB, Report, Settings, best_seconds, json_body, machine_info
 
 from hmacguard import VerificationError
 from hmacguard.webhooks import GitHub, Slack, StandardWebhooks, Stripe
@@ -208,16 +207,8 @@ def run(settings: Settings, log: Callable[[str], None]) -> list[Row]:
 
 
 def format_rows(rows: list[Row], machine: dict[str, str], command: str, quick: bool) -> str:
-    out = io.StringIO()
-
-    def say(text: str = "") -> None:
-        out.write(text + "\n")
-
-    say(f"$ {command}")
-    for name, value in machine.items():
-        say(f"{name + ':':<25}{value}")
-    if quick:
-        say("quick run: too few iterations for the figures to mean anything")
+    report = Report(command, machine, quick)
+    say = report.say
     say()
     say("| scheme | body | implementation | µs/op | ÷ raw hashing |")
     say("| --- | --- | --- | ---: | ---: |")
@@ -235,7 +226,7 @@ def format_rows(rows: list[Row], machine: dict[str, str], command: str, quick: b
                 f"  {verdict}  {row.scheme} 1 MiB: hmacguard / raw hashing: "
                 f"{row.ratio_to_raw:.2f}x (need <= {TARGET_RAW_RATIO:.2f}x)"
             )
-    return out.getvalue()
+    return report.text()
 
 
 def main(argv: list[str] | None = None) -> int:
