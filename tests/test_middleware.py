@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
@@ -1249,6 +1250,105 @@ async def test_body_in_time_is_not_affected_by_the_timer() -> None:
     current = asyncio.current_task()
     assert current is not None
     assert not current.cancelled()
+
+
+async def test_a_body_that_never_starts_is_408_too() -> None:
+    """The very first receive() stalls (no byte of the body ever arrives): 408, app and
+    store untouched. The read is watched from the moment receive() has to wait."""
+    protected = protect(body_timeout=0.05)
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    reached: list[str] = []
+
+    async def stalled() -> AsyncIterator[dict[str, Any]]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            reached.append("cancelled")  # the timeout reached the pending receive()
+            raise
+        yield {"type": "http.disconnect"}  # pragma: no cover  (never reached)
+
+    exchange = await drive(protected.middleware, scope, stalled(), timeout=2.0)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (408, "body_timeout")
+    assert reached == ["cancelled"]
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
+class _CountingDeadlines:
+    """Wraps a middleware's Deadlines, counting the reads it is asked to watch."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.watched = 0
+        self.finished = 0
+
+    def watch(self, loop: Any, task: Any) -> Any:
+        self.watched += 1
+        return self.inner.watch(loop, task)
+
+    def finish(self, watch: Any) -> None:
+        self.finished += 1
+        self.inner.finish(watch)
+
+
+async def _late(messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """Hand out ``messages``, each only after the event loop has run once (a slow client)."""
+    for message in messages:
+        await asyncio.sleep(0)
+        yield message
+
+
+@pytest.mark.parametrize(
+    ("arrival", "watched"),
+    [("at once", 0), ("in chunks, at once", 1), ("late", 1), ("late, in chunks", 1)],
+)
+async def test_only_a_body_read_that_waits_is_watched(arrival: str, watched: int) -> None:
+    """A body already complete when the app is called needs no timer; one that has to be
+    waited for (or comes in several messages) is watched, and the watch is finished."""
+    protected = protect(body_timeout=5.0)
+    counting = _CountingDeadlines(protected.middleware._deadlines)
+    protected.middleware._deadlines = counting  # type: ignore[assignment]
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    chunks = body_messages(BODY, 10) if "chunks" in arrival else body_messages(BODY)
+    messages = _late(chunks) if arrival.startswith("late") else chunks
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 200
+    assert [seen["sha256"] for seen in protected.echo.seen] == [hashlib.sha256(BODY).hexdigest()]
+    assert (counting.watched, counting.finished) == (watched, watched)
+
+
+def test_a_request_closed_while_its_body_is_awaited_closes_the_read() -> None:
+    """Closing the middleware's coroutine while receive() waits (a server shutting the
+    request down) closes the pending receive() too, as a plain await would."""
+    closed: list[bool] = []
+
+    @types.coroutine
+    def wait_forever() -> Generator[None, None, None]:
+        yield  # suspends, like a receive() waiting for the network
+
+    async def receive() -> Message:
+        try:
+            await wait_forever()
+            return {"type": "http.disconnect"}  # pragma: no cover  (never resumed)
+        finally:
+            closed.append(True)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        raise AssertionError("the app must not be called")
+
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": SECRET}, body_timeout=5.0, clock=lambda: NOW
+    )
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+
+    async def send(message: Message) -> None:  # pragma: no cover
+        raise AssertionError("nothing is sent")
+
+    coroutine = middleware(scope, receive, send)
+    coroutine.send(None)  # runs to the body read, which suspends
+    assert closed == []
+    coroutine.close()
+    assert closed == [True]
 
 
 def test_without_an_event_loop_the_body_is_read_unwatched() -> None:

@@ -22,7 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+import types
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._content_digest import DigestVerifier, verify_content_digest
@@ -518,33 +527,46 @@ class SignatureMiddleware:
     ) -> bytes | None:
         """:func:`_receive_body` within ``body_timeout``, else :class:`BodyTimeout`.
 
-        The read is watched by :class:`Deadlines`, which cancels this task
-        when the time is up (one timer per event loop, not one per request);
-        only that cancellation becomes a 408. Outside asyncio (trio) there is
-        no watch, and the server's own limits apply. A request announcing no
-        body (``Content-Length: 0``) is not watched.
+        Only a read that has to wait is watched: a small body has usually
+        arrived before the app is called, and ``receive()`` then returns
+        without suspending (it is stepped once here to find out), which needs
+        no timer. A read that waits is watched by :class:`Deadlines`, which
+        cancels this task when the time is up (one timer per event loop, not
+        one per request); only that cancellation becomes a 408. Outside
+        asyncio (trio) there is no watch, and the server's own limits apply. A
+        request announcing no body (``Content-Length: 0``) is not watched.
         """
         deadlines = self._deadlines
         if deadlines is None or declared == 0:
             return await _receive_body(receive, limit, digest)
+        first: Message | None = None
+        waiting = receive().__await__()
+        try:
+            pending = waiting.send(None)
+        except StopIteration as done:
+            first, pending = done.value, None
+            if first["type"] != "http.request" or not first.get("more_body", False):
+                # The whole body (or the client's departure), at once: nothing to time.
+                return await _receive_body(receive, limit, digest, first)
         # Not under asyncio (e.g. trio): no timer to set. (asyncio.current_task()
         # would raise RuntimeError there; the loop lookup raises nothing.)
         loop = _running_loop()
         task = None if loop is None else asyncio.current_task(loop)
-        if loop is None or task is None:
-            return await _receive_body(receive, limit, digest)
-        watch = deadlines.watch(loop, task)
+        watch = None if loop is None or task is None else deadlines.watch(loop, task)
         try:
-            return await _receive_body(receive, limit, digest)
+            if first is None:  # receive() is waiting: resume it here, watched
+                first = await _resume(waiting, pending)
+            return await _receive_body(receive, limit, digest, first)
         except asyncio.CancelledError:
-            if not watch.expired:
+            if watch is None or not watch.expired:
                 raise
             uncancel = getattr(task, "uncancel", None)  # Python 3.11+
             if uncancel is not None:
                 uncancel()
             raise BodyTimeout(f"the body was not complete after {self._body_timeout} s") from None
         finally:
-            deadlines.finish(watch)
+            if watch is not None:
+                deadlines.finish(watch)
 
     async def _check_replay(self, verified: VerifiedSignature) -> None:
         nonce = verified.nonce
@@ -768,15 +790,18 @@ def _check_disconnect(message: Message) -> None:
     logger.debug("hmacguard: client disconnected while sending the body")
 
 
-async def _receive_body(receive: Receive, limit: int, digest: str | None = None) -> bytes | None:
+async def _receive_body(
+    receive: Receive, limit: int, digest: str | None = None, first: Message | None = None
+) -> bytes | None:
     """The whole body, or None if the client left; :class:`BodyTooLarge` past ``limit``.
 
-    With ``digest`` (a ``Content-Digest`` value), the body is also checked
-    against it. A body that arrives in one message (the usual case) is checked
-    in one call once it is complete; from the second chunk on, chunks are
-    hashed as they arrive, so a large body is never hashed twice.
+    ``first`` is the first message when it was already received. With
+    ``digest`` (a ``Content-Digest`` value), the body is also checked against
+    it. A body that arrives in one message (the usual case) is checked in one
+    call once it is complete; from the second chunk on, chunks are hashed as
+    they arrive, so a large body is never hashed twice.
     """
-    message = await receive()
+    message = await receive() if first is None else first
     if message["type"] == "http.request" and not message.get("more_body", False):
         # The usual case, in one message: no list, no running total.
         body: bytes = message.get("body", b"")
@@ -910,6 +935,35 @@ def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSig
                 label=verified.label,
                 key_id=verified.key_id,
             )
+
+
+@types.coroutine
+def _resume(waiting: Generator[Any, Any, Message], pending: Any) -> Generator[Any, Any, Message]:
+    """Await the rest of ``waiting``, an awaitable's iterator already stepped once
+    that yielded ``pending`` (what it waits for, handed to the event loop first).
+
+    What ``await`` does from the start (PEP 380), from its first suspension on:
+    values and exceptions (a cancellation) go in, results and the return value
+    come out.
+    """
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            waiting.close()
+            raise
+        except BaseException as exc:  # thrown in (a cancellation): passed on, as await does
+            try:
+                pending = waiting.throw(exc)
+            except StopIteration as done:
+                result: Message = done.value
+                return result
+        else:
+            try:
+                pending = waiting.send(sent)
+            except StopIteration as done:
+                result = done.value
+                return result
 
 
 def _content_length(value: str) -> int:
