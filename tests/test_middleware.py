@@ -1317,9 +1317,10 @@ async def test_only_a_body_read_that_waits_is_watched(arrival: str, watched: int
     assert (counting.watched, counting.finished) == (watched, watched)
 
 
-def test_a_request_closed_while_its_body_is_awaited_closes_the_read() -> None:
+async def test_a_request_closed_while_its_body_is_awaited_closes_the_read() -> None:
     """Closing the middleware's coroutine while receive() waits (a server shutting the
-    request down) closes the pending receive() too, as a plain await would."""
+    request down) closes the pending receive() too, as a plain await would, and ends the
+    watch. (Stepped by hand inside the running loop: the read is watched.)"""
     closed: list[bool] = []
 
     @types.coroutine
@@ -1344,11 +1345,13 @@ def test_a_request_closed_while_its_body_is_awaited_closes_the_read() -> None:
     async def send(message: Message) -> None:  # pragma: no cover
         raise AssertionError("nothing is sent")
 
+    counting = _CountingDeadlines(middleware._deadlines)
+    middleware._deadlines = counting  # type: ignore[assignment]
     coroutine = middleware(scope, receive, send)
     coroutine.send(None)  # runs to the body read, which suspends
-    assert closed == []
+    assert (closed, counting.watched, counting.finished) == ([], 1, 0)
     coroutine.close()
-    assert closed == [True]
+    assert (closed, counting.watched, counting.finished) == ([True], 1, 1)
 
 
 def test_without_an_event_loop_the_body_is_read_unwatched() -> None:

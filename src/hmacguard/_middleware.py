@@ -539,6 +539,12 @@ class SignatureMiddleware:
         deadlines = self._deadlines
         if deadlines is None or declared == 0:
             return await _receive_body(receive, limit, digest)
+        # Not under asyncio (e.g. trio): no timer to set. (asyncio.current_task()
+        # would raise RuntimeError there; the loop lookup raises nothing.)
+        loop = _running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
+        if loop is None or task is None:
+            return await _receive_body(receive, limit, digest)
         first: Message | None = None
         waiting = receive().__await__()
         try:
@@ -548,25 +554,20 @@ class SignatureMiddleware:
             if first["type"] != "http.request" or not first.get("more_body", False):
                 # The whole body (or the client's departure), at once: nothing to time.
                 return await _receive_body(receive, limit, digest, first)
-        # Not under asyncio (e.g. trio): no timer to set. (asyncio.current_task()
-        # would raise RuntimeError there; the loop lookup raises nothing.)
-        loop = _running_loop()
-        task = None if loop is None else asyncio.current_task(loop)
-        watch = None if loop is None or task is None else deadlines.watch(loop, task)
+        watch = deadlines.watch(loop, task)
         try:
             if first is None:  # receive() is waiting: resume it here, watched
                 first = await _resume(waiting, pending)
             return await _receive_body(receive, limit, digest, first)
         except asyncio.CancelledError:
-            if watch is None or not watch.expired:
+            if not watch.expired:
                 raise
             uncancel = getattr(task, "uncancel", None)  # Python 3.11+
             if uncancel is not None:
                 uncancel()
             raise BodyTimeout(f"the body was not complete after {self._body_timeout} s") from None
         finally:
-            if watch is not None:
-                deadlines.finish(watch)
+            deadlines.finish(watch)
 
     async def _check_replay(self, verified: VerifiedSignature) -> None:
         nonce = verified.nonce
