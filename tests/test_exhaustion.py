@@ -44,7 +44,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,9 +165,17 @@ class Flood:
             "server": ("127.0.0.1", 8000),
         }
 
-    async def run(self, app: Any, start: int, stop: int) -> Counter[int]:
-        """Send requests ``start`` to ``stop - 1`` through ``app``; count response statuses."""
+    async def run(
+        self,
+        app: Any,
+        start: int,
+        stop: int,
+        scope: Callable[[int], dict[str, Any]] | None = None,
+    ) -> Counter[int]:
+        """Send requests ``start`` to ``stop - 1`` through ``app`` (request ``i`` is
+        ``scope(i)``, by default :meth:`scope`); count response statuses."""
         statuses: Counter[int] = Counter()
+        make = self.scope if scope is None else scope
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -177,7 +185,7 @@ class Flood:
                 statuses[message["status"]] += 1
 
         for i in range(start, stop):
-            await app(self.scope(i), receive, send)
+            await app(make(i), receive, send)
         return statuses
 
 
@@ -284,31 +292,23 @@ async def test_threat_R6_varied_key_ids_and_components_flood_keeps_rss_flat() ->
     flood = Flood()
     base = '"@method" "@authority" "@path" "@query"'
 
+    def varied(i: int) -> dict[str, Any]:
+        scope = flood.scope(i)
+        header = f"x-flood-{i}"
+        if i % 2:  # a known key, a wrong MAC, a header name never covered before
+            inputs = f'sig1=({base} "{header}");created={NOW};keyid="client-1"'
+        else:  # a key id never seen before
+            inputs = f'sig1=({base});created={NOW};keyid="unknown-{i}"'
+        scope["headers"] = [
+            (b"host", flood.host),
+            (header.encode("ascii"), b"v"),
+            (b"signature-input", f'{inputs};nonce="varied-{i}"'.encode("ascii")),
+            (b"signature", flood.signature),
+        ]
+        return scope
+
     async def send_requests(start: int, stop: int) -> Counter[int]:
-        statuses: Counter[int] = Counter()
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                statuses[message["status"]] += 1
-
-        for i in range(start, stop):
-            scope = flood.scope(i)
-            header = f"x-flood-{i}"
-            if i % 2:  # a known key, a wrong MAC, a header name never covered before
-                inputs = f'sig1=({base} "{header}");created={NOW};keyid="client-1"'
-            else:  # a key id never seen before
-                inputs = f'sig1=({base});created={NOW};keyid="unknown-{i}"'
-            scope["headers"] = [
-                (b"host", flood.host),
-                (header.encode("ascii"), b"v"),
-                (b"signature-input", f'{inputs};nonce="varied-{i}"'.encode("ascii")),
-                (b"signature", flood.signature),
-            ]
-            await protected.middleware(scope, receive, send)
-        return statuses
+        return await flood.run(protected.middleware, start, stop, varied)
 
     with counted_rejections() as reasons:
         statuses = await send_requests(0, warm_up)
