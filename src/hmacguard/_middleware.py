@@ -373,12 +373,12 @@ class SignatureMiddleware:
         """The header phase of the usual HTTP request in one pass, or None.
 
         The usual request: header names in lowercase bytes, none repeated, no
-        trailer or method-override header, a plain decimal ``Content-Length``
-        if any, a ``Host`` (unless ``authority=`` is configured) and a raw
-        path, and a signature the verifier's fast path accepts (which decodes
-        only the headers the signature covers). Anything else returns None
-        and :meth:`_headers` decides, with the precise reason; a MAC that
-        fails raises at once, as it would there.
+        trailer or method-override header, a ``Host`` (unless ``authority=``
+        is configured) and a raw path, and a signature the verifier's fast
+        path accepts (which decodes only the headers the signature covers).
+        Anything else returns None and :meth:`_headers` decides, with the
+        precise reason. A ``Content-Length`` that is not a number and a MAC
+        that fails are refused at once, as they would be there.
         """
         raw = scope["headers"]
         try:
@@ -397,9 +397,8 @@ class SignatureMiddleware:
         declared = 1 if b"transfer-encoding" in headers else -1
         length = headers.get(b"content-length")
         if length is not None:
-            if not length.isdigit() or len(length) > 18:  # bytes: ASCII digits only
-                return None
-            declared = max(declared, int(length))
+            # A bad value is refused here as _request() would refuse it.
+            declared = max(declared, _content_length(length.decode("latin-1")))
         authority = self._authority
         if authority is None:
             host = headers.get(b"host")
