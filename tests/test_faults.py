@@ -7,7 +7,8 @@ Three parts, all through the real ASGI app (``SignatureMiddleware`` around ``Ech
    ``receive``, a webhook profile, and the user's own callbacks (``on_error``,
    ``exempt``). Each case names its step in its test id and pins the exact status
    and reason; in every one the app is not called and no exception escapes. A
-   store or resolver that *hangs* is documented separately: nothing bounds it.
+   store or async resolver that *hangs* is cut off by ``lookup_timeout`` (503,
+   the call cancelled); with ``lookup_timeout=None`` nothing bounds it.
 2. **Redis outage under load** (``redis``): ``RedisNonceStore`` behind the
    middleware in process at a paced >= 1,000 requests/s while redis-server is
    SIGKILLed and restarted on its port, or blackholed by :class:`tcp_proxy.TcpProxy`.
@@ -31,8 +32,8 @@ was taken for a disconnect (in each case the server answered 500). A resolver
 raising ``KeyError`` now means an unknown key, as ``None`` does.
 
 The clock is fixed everywhere except in part 2, where Redis' timeout is real time
-by nature, and where a hang is the point (a 50 ms ``body_timeout``; 0.5 s to show
-that nothing bounds a hanging store).
+by nature, and where a hang is the point (a 50 ms ``body_timeout``, a 100 ms
+``lookup_timeout``; 0.5 s to show that nothing bounds a hanging store without one).
 """
 
 from __future__ import annotations
@@ -200,14 +201,20 @@ class SyncStore:
 
 
 class HangingStore:
-    """A nonce store whose ``add`` never returns; ``calls`` counts the calls."""
+    """A nonce store whose ``add`` never returns; ``calls`` counts the calls and
+    ``cancelled`` the calls cancelled while waiting."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.cancelled = 0
 
     async def add(self, key: str, ttl: float) -> bool:
         self.calls += 1
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         return True  # pragma: no cover  (never reached)
 
 
@@ -556,7 +563,7 @@ FAULTS = [
     Fault("webhook-check-headers-raises", webhook_patched("check_headers", boom), 503,
           UNEXPECTED),
     Fault("webhook-verify-returns-None", webhook_patched("verify", _none_verify), 503,
-          "nonce_store_unavailable"),
+          UNEXPECTED),
     Fault("webhook-store-raises", webhook_store(RaisingStore(OSError(CANARY))), 503,
           "nonce_store_unavailable"),
     Fault("webhook-store-Weird", webhook_store(RaisingStore(Weird())), 503,
@@ -658,44 +665,88 @@ async def test_issue8_base_exceptions_propagate_unanswered(
 
 
 class HangingResolver:
-    """An async key resolver that never returns; ``calls`` counts the calls."""
+    """An async key resolver that never returns; ``calls`` counts the calls and
+    ``cancelled`` the calls cancelled while waiting."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.cancelled = 0
 
     async def __call__(self, key_id: str) -> HMACKey | None:
         self.calls += 1
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         return None  # pragma: no cover  (never reached)
 
 
-def hang(step: str) -> tuple[Case, HangingStore | HangingResolver]:
+def hang(step: str, **options: Any) -> tuple[Case, HangingStore | HangingResolver]:
     """A request that reaches a hanging ``step``, and the hanging object (it counts calls)."""
     if step == "key-resolver-async":
         resolver = HangingResolver()
-        return case(keys=resolver), resolver
+        return case(keys=resolver, **options), resolver
     hanging = HangingStore()
     if step == "webhook-store-add":
-        return case(webhook_post(), webhooks=webhooks(), nonce_store=hanging), hanging
-    return case(nonce_store=hanging), hanging
+        request = webhook_post()
+        return case(request, webhooks=webhooks(), nonce_store=hanging, **options), hanging
+    return case(nonce_store=hanging, **options), hanging
 
 
-HANGS = ["nonce-store-add", "key-resolver-async", "webhook-store-add"]
+HANGS = {
+    "nonce-store-add": "nonce_store_unavailable",
+    "key-resolver-async": "key_lookup_failed",
+    "webhook-store-add": "nonce_store_unavailable",
+}
 
 
-@pytest.mark.parametrize("step", HANGS)
-async def test_issue8_hanging_custom_store_or_resolver_is_not_bounded(
+@pytest.mark.parametrize("step", list(HANGS))
+async def test_issue8_hanging_custom_store_or_resolver_is_cut_off(
     step: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Documented gap: a custom store or async resolver that hangs holds the request unanswered.
+    """A custom store or async resolver that hangs gets 503 at ``lookup_timeout``, cancelled.
 
-    Neither ``body_timeout`` nor anything else bounds a ``NonceStore.add`` or an async key
-    lookup: the middleware relies on them to bound themselves, as ``RedisNonceStore``
-    does (``timeout``, 0.25 s). After twice that, nothing has been answered; cancelling the
-    request (what a server does on shutdown) ends it cleanly, app untouched, nothing logged.
+    The answer comes between the timeout and the timeout plus 400 ms, with
+    ``Retry-After``; the hanging call saw its cancellation; the app was not called;
+    the WARNING line says which lookup did not answer.
     """
     caplog.set_level(logging.DEBUG, logger="hmacguard")
-    built, hanging = hang(step)
+    built, hanging = hang(step, lookup_timeout=0.1)
+    started = time.monotonic()
+    exchange = await run(built.middleware, built.scope, built.receive)
+    elapsed = time.monotonic() - started
+    assert (exchange.status_code, problem(exchange)["reason"]) == (503, HANGS[step])
+    assert exchange.headers["retry-after"] == "1"
+    assert 0.1 <= elapsed < 0.5
+    assert (hanging.calls, hanging.cancelled) == (1, 1)
+    assert built.echo.untouched()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("did not answer within 0.1 s" in message for message in warnings)
+
+
+async def test_issue8_lookup_timeout_defaults_to_one_second() -> None:
+    """Left out, ``lookup_timeout`` is 1 s: a hanging store is answered 503 after it."""
+    built, hanging = hang("nonce-store-add")
+    started = time.monotonic()
+    exchange = await run(built.middleware, built.scope, built.receive, timeout=3.0)
+    elapsed = time.monotonic() - started
+    assert (exchange.status_code, problem(exchange)["reason"]) == (503, "nonce_store_unavailable")
+    assert 1.0 <= elapsed < 2.0
+    assert hanging.cancelled == 1
+
+
+@pytest.mark.parametrize("step", list(HANGS))
+async def test_issue8_hanging_store_or_resolver_without_lookup_timeout_is_not_bounded(
+    step: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``lookup_timeout=None``, a store or async resolver that hangs holds the request.
+
+    After 0.5 s nothing has been answered; cancelling the request (what a server
+    does on shutdown) ends it cleanly, app untouched, nothing logged.
+    """
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    built, hanging = hang(step, lookup_timeout=None)
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
@@ -707,6 +758,76 @@ async def test_issue8_hanging_custom_store_or_resolver_is_not_bounded(
     assert sent == []
     assert built.echo.untouched()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class SlowStore:
+    """A nonce store that answers after ``delay`` seconds: slow, but within the limit."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.seen: set[str] = set()
+
+    async def add(self, key: str, ttl: float) -> bool:
+        await asyncio.sleep(self.delay)
+        fresh = key not in self.seen
+        self.seen.add(key)
+        return fresh
+
+
+async def test_issue8_a_slow_store_within_lookup_timeout_is_waited_for() -> None:
+    """A store answering in 50 ms with a 1 s limit is waited for: accepted, then replay refused."""
+    store = SlowStore(0.05)
+    scope, messages = post()
+    built = case((scope, messages), nonce_store=store, lookup_timeout=1.0)
+    exchange = await run(built.middleware, built.scope, built.receive)
+    assert exchange.status_code == 200
+    assert built.echo.calls == 1
+    again = await run(built.middleware, dict(scope), from_messages(messages))
+    assert (again.status_code, problem(again)["reason"]) == (401, "invalid_signature")
+    assert built.echo.calls == 1
+
+
+class ForgetfulStore(SlowStore):
+    """A store that records deliveries at once but whose ``discard`` never returns."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.discards = 0
+
+    async def discard(self, key: str) -> None:
+        self.discards += 1
+        await asyncio.Event().wait()
+
+
+async def test_issue8_a_hanging_discard_is_cut_off_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A webhook the app fails on is forgotten; a ``discard`` that hangs is cut off at
+    ``lookup_timeout`` and logged, and the app's own answer still reaches the client."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    store = ForgetfulStore()
+
+    async def failing_app(scope: Any, receive: Receive, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"app failed"})
+
+    middleware = SignatureMiddleware(
+        failing_app,
+        keys=KEYS,
+        webhooks=webhooks(),
+        nonce_store=store,
+        lookup_timeout=0.1,
+        clock=lambda: float(NOW),
+    )
+    scope, messages = webhook_post()
+    started = time.monotonic()
+    exchange = await run(middleware, scope, from_messages(messages))
+    assert time.monotonic() - started < 0.5
+    assert (exchange.status_code, exchange.body) == (500, b"app failed")
+    assert store.discards == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("could not forget a failed delivery (NonceStoreUnavailable)" in m for m in warnings)
 
 
 def _unsigned() -> tuple[Message, list[Message]]:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import types
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -1382,11 +1383,19 @@ def test_without_an_event_loop_the_body_is_read_unwatched() -> None:
     assert sent[0]["status"] == 200
 
 
-@pytest.mark.parametrize("value", [0, -1, "30", True])
-def test_body_timeout_is_validated(value: object) -> None:
-    """body_timeout must be a positive number of seconds or None."""
-    with pytest.raises((TypeError, ValueError)):
-        SignatureMiddleware(_noop_app, keys={"client-1": SECRET}, body_timeout=value)  # type: ignore[arg-type]
+@pytest.mark.parametrize("option", ["body_timeout", "lookup_timeout"])
+@pytest.mark.parametrize("value", [0, -1, "30", True, math.inf, math.nan])
+def test_timeouts_are_validated(option: str, value: object) -> None:
+    """A timeout must be a positive, finite number of seconds or None, named in the error."""
+    with pytest.raises(ValueError, match=option):
+        SignatureMiddleware(_noop_app, keys={"client-1": SECRET}, **{option: value})
+
+
+@pytest.mark.parametrize("option", ["body_timeout", "lookup_timeout"])
+@pytest.mark.parametrize("value", [None, 0.25, 2])
+def test_timeouts_accept_seconds_or_none(option: str, value: float | None) -> None:
+    """None (no limit), a float and an int are all accepted."""
+    SignatureMiddleware(_noop_app, keys={"client-1": SECRET}, **{option: value})
 
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
@@ -1437,3 +1446,15 @@ async def test_middleware_agrees_with_verify_on_the_url_it_rebuilds(
         assert exchange.status_code in (400, 401)
         assert protected.echo.untouched()
         assert logged_reasons(caplog)[-1] == expected
+
+
+def test_lookup_timeout_watches_only_stores_hmacguard_did_not_write() -> None:
+    """MemoryNonceStore never waits and RedisNonceStore times out its own calls, so
+    lookup_timeout is not applied to them; any other store is watched."""
+    from hmacguard import RedisNonceStore  # noqa: PLC0415  (imports its module, as a user does)
+    from hmacguard._middleware import _bounds_itself  # noqa: PLC0415
+
+    assert _bounds_itself(MemoryNonceStore())
+    assert _bounds_itself(RedisNonceStore("redis://127.0.0.1:1/0"))
+    assert _bounds_itself(None)
+    assert not _bounds_itself(AnswerStore(True))

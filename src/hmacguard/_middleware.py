@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import sys
 import types
 from collections.abc import (
     Awaitable,
@@ -32,15 +34,16 @@ from collections.abc import (
     MutableMapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ._content_digest import DigestVerifier, verify_content_digest
-from ._deadlines import Deadlines
+from ._deadlines import Deadlines, Watch
 from ._error_response import ErrorResponder, accept_signature
 from ._errors import (
     BodyTimeout,
     BodyTooLarge,
     InsufficientCoverage,
+    KeyLookupFailed,
     MalformedRequest,
     NonceStoreUnavailable,
     Replayed,
@@ -65,6 +68,8 @@ ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorHandler: TypeAlias = Callable[[Scope, VerificationError], Any]
 
 logger = logging.getLogger("hmacguard")
+
+_T = TypeVar("_T")
 
 # asyncio's documented low-level lookup: the running loop, or None (no exception).
 _running_loop = asyncio.events._get_running_loop
@@ -110,6 +115,13 @@ class SignatureMiddleware:
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``. None waits forever
             (THREATS B8: a client trickling its body holds the request).
+        lookup_timeout: seconds a nonce store or an async key resolver of
+            your own has to answer (default 1); then 503
+            ``nonce_store_unavailable`` or ``key_lookup_failed``, and the
+            call is cancelled. hmacguard's own stores are not watched:
+            ``MemoryNonceStore`` never waits, ``RedisNonceStore`` has its own
+            ``timeout``. None waits as long as the store or resolver does.
+            Only under asyncio; a synchronous resolver cannot be cut short.
         authority: the external ``host[:port]`` clients sign, when a proxy
             changes ``Host``; never taken from ``X-Forwarded-*``.
         scheme: the external scheme (``"https"`` behind TLS termination).
@@ -156,6 +168,7 @@ class SignatureMiddleware:
         exempt: Iterable[str] | Callable[[Scope], bool] = (),
         max_body_size: int = 1024 * 1024,
         body_timeout: float | None = 30.0,
+        lookup_timeout: float | None = 1.0,
         authority: str | None = None,
         scheme: str | None = None,
         path_prefix: str = "",
@@ -235,14 +248,9 @@ class SignatureMiddleware:
         if max_body_size < 0:
             raise ValueError("max_body_size must not be negative")
         self._max_body = max_body_size
-        if body_timeout is not None and (
-            isinstance(body_timeout, bool)
-            or not isinstance(body_timeout, (int, float))
-            or not body_timeout > 0
-        ):
-            raise ValueError("body_timeout is a positive number of seconds, or None")
-        self._body_timeout = body_timeout
+        self._body_timeout = _seconds("body_timeout", body_timeout)
         self._deadlines = None if body_timeout is None else Deadlines(float(body_timeout))
+        self._lookup_timeout = _seconds("lookup_timeout", lookup_timeout)
         if scheme is not None and scheme not in ("http", "https"):
             raise ValueError('scheme must be "http" or "https"')
         self._scheme = scheme
@@ -276,6 +284,11 @@ class SignatureMiddleware:
         self._async_keys = self._verifier.keyring.is_async
         # Static keys: HTTP requests try the one-pass header phase first.
         self._fast = not self._async_keys
+        # What lookup_timeout watches: the stores and the resolver we did not write.
+        lookups = None if lookup_timeout is None else Deadlines(float(lookup_timeout))
+        self._store_deadlines = None if _bounds_itself(self._store) else lookups
+        self._webhook_store_deadlines = None if _bounds_itself(self._webhook_store) else lookups
+        self._key_deadlines = lookups if self._async_keys else None
 
     @property
     def verifier(self) -> Verifier:
@@ -435,8 +448,13 @@ class SignatureMiddleware:
             scope, kind
         )
         if self._async_keys:
-            verified = await self._verifier.averify_headers(
-                method, _url(scheme, authority, path, query), raw, has_body=declared > 0
+            verified = await self._within(
+                self._key_deadlines,
+                self._verifier.averify_headers(
+                    method, _url(scheme, authority, path, query), raw, has_body=declared > 0
+                ),
+                KeyLookupFailed,
+                "the key resolver",
             )
         else:
             verified = self._verifier._verify_headers_prepared(
@@ -552,27 +570,57 @@ class SignatureMiddleware:
                 first = await _resume(waiting, pending)
             return await _receive_body(receive, limit, digest, first)
         except asyncio.CancelledError:
-            if not watch.expired:
+            if not _timed_out(watch, task):
                 raise
-            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
-            if uncancel is not None:
-                uncancel()
             raise BodyTimeout(f"the body was not complete after {self._body_timeout} s") from None
         finally:
             deadlines.finish(watch)
+
+    async def _within(
+        self,
+        deadlines: Deadlines | None,
+        call: Awaitable[_T],
+        error: type[VerificationError],
+        what: str,
+    ) -> _T:
+        """Await ``call`` (a store's or a key resolver's); past ``lookup_timeout``,
+        cancel it and raise ``error``. Unwatched without ``deadlines`` or asyncio."""
+        loop = None if deadlines is None else _running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
+        if deadlines is None or loop is None or task is None:
+            return await call
+        watch = deadlines.watch(loop, task)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if not _timed_out(watch, task):
+                raise
+            raise error(f"{what} did not answer within {self._lookup_timeout} s") from None
+        finally:
+            deadlines.finish(watch)
+
+    async def _add(
+        self, store: NonceStore, deadlines: Deadlines | None, key: str, ttl: float
+    ) -> bool:
+        """``store.add(key, ttl)``, within ``lookup_timeout``; a failure is a 503."""
+        try:
+            if deadlines is None:  # hmacguard's own store, or no limit: no watch to set
+                return await store.add(key, ttl)
+            return await self._within(
+                deadlines, store.add(key, ttl), NonceStoreUnavailable, "the nonce store"
+            )
+        except NonceStoreUnavailable:
+            raise
+        except Exception as exc:
+            raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
 
     async def _check_replay(self, verified: VerifiedSignature) -> None:
         nonce = verified.nonce
         store = self._store
         if nonce is None or store is None:
             return
-        try:
-            fresh = await store.add(nonce_key(verified.key_id, nonce), self._ttl)
-        except NonceStoreUnavailable:
-            raise
-        except Exception as exc:
-            raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
-        if not fresh:
+        key = nonce_key(verified.key_id, nonce)
+        if not await self._add(store, self._store_deadlines, key, self._ttl):
             raise _replayed(verified)
 
     def _check_replay_in_memory(self, verified: VerifiedSignature, store: MemoryNonceStore) -> None:
@@ -667,10 +715,10 @@ class SignatureMiddleware:
         try:
             await self.app(scope, _Replay(body, receive), watch_status)
         except Exception:
-            await _forget(forget, self._delivery_key(profile, verified))
+            await self._forget(forget, self._delivery_key(profile, verified))
             raise
         if status == 0 or status >= 500:
-            await _forget(forget, self._delivery_key(profile, verified))
+            await self._forget(forget, self._delivery_key(profile, verified))
 
     @staticmethod
     def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
@@ -681,12 +729,25 @@ class SignatureMiddleware:
         """Record the delivery in the nonce store: True the first time, False for a duplicate."""
         store = self._webhook_store
         assert store is not None  # noqa: S101  (set whenever webhooks are configured)
+        key = self._delivery_key(profile, verified)
+        return await self._add(store, self._webhook_store_deadlines, key, profile.dedupe_ttl)
+
+    async def _forget(self, discard: Callable[[str], Awaitable[None]], key: str) -> None:
+        """Forget a delivery the app failed on; a store that cannot (or does not answer
+        within ``lookup_timeout``) is logged, not raised."""
         try:
-            return await store.add(self._delivery_key(profile, verified), profile.dedupe_ttl)
-        except NonceStoreUnavailable:
-            raise
-        except Exception as exc:
-            raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
+            await self._within(
+                self._webhook_store_deadlines,
+                discard(key),
+                NonceStoreUnavailable,
+                "the nonce store",
+            )
+        except Exception as exc:  # the response is sent, or the app's own error is on its way
+            logger.warning(
+                "hmacguard: could not forget a failed delivery (%s): its redelivery will be "
+                "acknowledged as a duplicate",
+                type(exc).__name__,
+            )
 
     async def _reject(
         self,
@@ -755,18 +816,6 @@ class SignatureMiddleware:
 
 
 _DUPLICATE = b'{"status":"duplicate"}'
-
-
-async def _forget(discard: Callable[[str], Awaitable[None]], key: str) -> None:
-    """Forget a delivery the app failed on; a store that cannot is logged, not raised."""
-    try:
-        await discard(key)
-    except Exception as exc:  # the response is sent, or the app's own error is on its way
-        logger.warning(
-            "hmacguard: could not forget a failed delivery (%s): its redelivery will be "
-            "acknowledged as a duplicate",
-            type(exc).__name__,
-        )
 
 
 def _check_disconnect(message: Message) -> None:
@@ -1031,3 +1080,36 @@ def _exemptions(
         else:
             exact.add(path)
     return frozenset(exact), tuple(prefixes), None
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    """A timeout option: a positive, finite number of seconds, or None (no limit)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+    ):
+        raise ValueError(f"{name} is a positive number of seconds, or None")
+    return value
+
+
+def _timed_out(watch: Watch, task: asyncio.Task[Any]) -> bool:
+    """After a ``CancelledError`` under ``watch``: whether its deadline caused it.
+
+    If so, the cancellation is taken back (``Task.uncancel``, Python 3.11+): the
+    middleware answers it rather than letting it end the task.
+    """
+    if not watch.expired:
+        return False
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+    return True
+
+
+def _bounds_itself(store: object) -> bool:
+    """Whether ``store`` is one of hmacguard's, which need no ``lookup_timeout``:
+    :class:`MemoryNonceStore` never waits, and ``RedisNonceStore`` times out
+    every call itself (its module is imported only when one is made)."""
+    if store is None or isinstance(store, MemoryNonceStore):
+        return True
+    redis_store = sys.modules.get("hmacguard._redis_nonce_store")
+    return redis_store is not None and isinstance(store, redis_store.RedisNonceStore)
