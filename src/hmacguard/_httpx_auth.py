@@ -40,7 +40,8 @@ def _record(request: httpx.Request) -> _Signed | None:
 class HMACAuth(SigningAuth, httpx.Auth):
     """Sign every request an httpx client sends (RFC 9421, ``hmac-sha256``).
 
-    Each send is signed afresh, with a new ``created`` time and nonce, over
+    An ``httpx.Auth``: give it to a ``Client`` or an ``AsyncClient`` as
+    ``auth=``. Each send is signed afresh, with a new ``created`` time and nonce, over
     the method, the ``Host`` header httpx sends, the raw (percent-encoded)
     path and query, ``Content-Type`` when there is a body, and a
     ``Content-Digest`` of the exact body bytes. Any body httpx accepts works
