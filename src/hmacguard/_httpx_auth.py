@@ -41,10 +41,10 @@ class HMACAuth(SigningAuth, httpx.Auth):
     """Sign every request an httpx client sends (RFC 9421, ``hmac-sha256``).
 
     An ``httpx.Auth``: give it to a ``Client`` or an ``AsyncClient`` as
-    ``auth=``. Each send is signed afresh, with a new ``created`` time and nonce, over
-    the method, the ``Host`` header httpx sends, the raw (percent-encoded)
-    path and query, ``Content-Type`` when there is a body, and a
-    ``Content-Digest`` of the exact body bytes. Any body httpx accepts works
+    ``auth=``. Each send is signed afresh, with a new ``created`` time and
+    nonce, over the method, the ``Host`` header httpx sends, the raw
+    (percent-encoded) path and query, ``Content-Type`` when there is a body,
+    and a ``Content-Digest`` of the exact body bytes. Any body httpx accepts works
     (``content=``, ``json=``, ``data=``, ``files=``, iterators): httpx reads
     it once, before signing, and sends those bytes.
 

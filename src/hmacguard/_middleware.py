@@ -37,7 +37,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ._content_digest import DigestVerifier, verify_content_digest
-from ._deadlines import Deadlines, Watch
+from ._deadlines import Deadlines
 from ._error_response import ErrorResponder, accept_signature
 from ._errors import (
     BodyTimeout,
@@ -555,26 +555,24 @@ class SignatureMiddleware:
         task = None if loop is None else asyncio.current_task(loop)
         if loop is None or task is None:
             return await _receive_body(receive, limit, digest)
-        first: Message | None = None
         waiting = receive().__await__()
         try:
             pending = waiting.send(None)
         except StopIteration as done:
-            first, pending = done.value, None
+            first: Message = done.value
             if first["type"] != "http.request" or not first.get("more_body", False):
                 # The whole body (or the client's departure), at once: nothing to time.
                 return await _receive_body(receive, limit, digest, first)
-        watch = deadlines.watch(loop, task)
-        try:
-            if first is None:  # receive() is waiting: resume it here, watched
-                first = await _resume(waiting, pending)
-            return await _receive_body(receive, limit, digest, first)
-        except asyncio.CancelledError:
-            if not _timed_out(watch, task):
-                raise
-            raise BodyTimeout(f"the body was not complete after {self._body_timeout} s") from None
-        finally:
-            deadlines.finish(watch)
+            rest = _receive_body(receive, limit, digest, first)
+        else:  # receive() is waiting: it is resumed under the watch
+            rest = _resumed_body(waiting, pending, receive, limit, digest)
+        return await _watched(
+            deadlines,
+            loop,
+            task,
+            rest,
+            lambda: BodyTimeout(f"the body was not complete after {self._body_timeout} s"),
+        )
 
     async def _within(
         self,
@@ -589,15 +587,13 @@ class SignatureMiddleware:
         task = None if loop is None else asyncio.current_task(loop)
         if deadlines is None or loop is None or task is None:
             return await call
-        watch = deadlines.watch(loop, task)
-        try:
-            return await call
-        except asyncio.CancelledError:
-            if not _timed_out(watch, task):
-                raise
-            raise error(f"{what} did not answer within {self._lookup_timeout} s") from None
-        finally:
-            deadlines.finish(watch)
+        return await _watched(
+            deadlines,
+            loop,
+            task,
+            call,
+            lambda: error(f"{what} did not answer within {self._lookup_timeout} s"),
+        )
 
     async def _add(
         self, store: NonceStore, deadlines: Deadlines | None, key: str, ttl: float
@@ -1091,18 +1087,43 @@ def _seconds(name: str, value: float | None) -> float | None:
     return value
 
 
-def _timed_out(watch: Watch, task: asyncio.Task[Any]) -> bool:
-    """After a ``CancelledError`` under ``watch``: whether its deadline caused it.
+async def _watched(
+    deadlines: Deadlines,
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+    call: Awaitable[_T],
+    timed_out: Callable[[], VerificationError],
+) -> _T:
+    """Await ``call`` in ``task``, which ``deadlines`` cancels at its deadline;
+    that cancellation, and only that one, becomes ``timed_out()``.
 
-    If so, the cancellation is taken back (``Task.uncancel``, Python 3.11+): the
+    The cancellation is then taken back (``Task.uncancel``, Python 3.11+): the
     middleware answers it rather than letting it end the task.
     """
-    if not watch.expired:
-        return False
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
-    return True
+    watch = deadlines.watch(loop, task)
+    try:
+        return await call
+    except asyncio.CancelledError:
+        if not watch.expired:
+            raise
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+        raise timed_out() from None
+    finally:
+        deadlines.finish(watch)
+
+
+async def _resumed_body(
+    waiting: Generator[Any, Any, Message],
+    pending: Any,
+    receive: Receive,
+    limit: int,
+    digest: str | None,
+) -> bytes | None:
+    """:func:`_receive_body`, once the ``receive()`` that :meth:`SignatureMiddleware._body`
+    stepped (and found waiting, on ``pending``) has returned the first message."""
+    return await _receive_body(receive, limit, digest, await _resume(waiting, pending))
 
 
 def _bounds_itself(store: object) -> bool:

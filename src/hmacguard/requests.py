@@ -48,10 +48,10 @@ class HMACAuth(SigningAuth, AuthBase):
     """Sign every request a ``requests`` session sends (RFC 9421, ``hmac-sha256``).
 
     A ``requests.auth.AuthBase``: give it to a ``Session`` (``session.auth``)
-    or to one call as ``auth=``. Each request is signed when it is prepared, with a fresh ``created`` time
-    and nonce, over the method, the ``Host`` it is sent with, the
-    percent-encoded path and query, ``Content-Type`` when there is a body and
-    a ``Content-Digest`` of the exact body bytes.
+    or to one call as ``auth=``. Each request is signed when it is prepared,
+    with a fresh ``created`` time and nonce, over the method, the ``Host`` it
+    is sent with, the percent-encoded path and query, ``Content-Type`` when
+    there is a body and a ``Content-Digest`` of the exact body bytes.
 
     Args:
         key_id: the key id the server knows the secret by.
