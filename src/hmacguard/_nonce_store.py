@@ -44,7 +44,10 @@ class NonceStore(Protocol):
     False when the key is already recorded and unexpired. The check and the
     insert must be one atomic step: two concurrent calls with the same key
     must never both return True. A store that cannot answer raises (any
-    exception); the middleware then fails closed with 503.
+    exception); the middleware then fails closed with 503. So it does when a
+    store of your own takes longer than its ``lookup_timeout`` (1 s by
+    default): the call is cancelled, so a store must leave nothing half
+    done when cancelled (an atomic write either happened or did not).
 
     A store may also have ``async def discard(self, key: str) -> None``,
     which forgets ``key``. The middleware calls it when the app fails on a
