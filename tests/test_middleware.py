@@ -1450,7 +1450,7 @@ async def test_middleware_agrees_with_verify_on_the_url_it_rebuilds(
 
 def test_lookup_timeout_watches_only_stores_hmacguard_did_not_write() -> None:
     """MemoryNonceStore never waits and RedisNonceStore times out its own calls, so
-    lookup_timeout is not applied to them; any other store is watched."""
+    lookup_timeout is not applied to them; any other store, a subclass too, is watched."""
     from hmacguard import RedisNonceStore  # noqa: PLC0415  (imports its module, as a user does)
     from hmacguard._middleware import _bounds_itself  # noqa: PLC0415
 
@@ -1458,3 +1458,9 @@ def test_lookup_timeout_watches_only_stores_hmacguard_did_not_write() -> None:
     assert _bounds_itself(RedisNonceStore("redis://127.0.0.1:1/0"))
     assert _bounds_itself(None)
     assert not _bounds_itself(AnswerStore(True))
+
+    class Overriding(MemoryNonceStore):
+        async def add(self, key: str, ttl: float) -> bool:
+            return await super().add(key, ttl)
+
+    assert not _bounds_itself(Overriding())  # its add is not ours

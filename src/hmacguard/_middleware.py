@@ -1129,8 +1129,9 @@ async def _resumed_body(
 def _bounds_itself(store: object) -> bool:
     """Whether ``store`` is one of hmacguard's, which need no ``lookup_timeout``:
     :class:`MemoryNonceStore` never waits, and ``RedisNonceStore`` times out
-    every call itself (its module is imported only when one is made)."""
-    if store is None or isinstance(store, MemoryNonceStore):
+    every call itself (its module is imported only when one is made). A
+    subclass is watched: its overrides are not ours."""
+    if store is None or type(store) is MemoryNonceStore:
         return True
     redis_store = sys.modules.get("hmacguard._redis_nonce_store")
-    return redis_store is not None and isinstance(store, redis_store.RedisNonceStore)
+    return redis_store is not None and type(store) is redis_store.RedisNonceStore
