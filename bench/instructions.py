@@ -55,7 +55,6 @@ sys.path.insert(0, str(HERE.parent))
 from core import KIB, json_body  # noqa: E402  (bench/ on the path first)
 from server import (  # noqa: E402
     BARE,
-    BENCH_DIR,
     HAND_WRITTEN,
     HOST,
     PATH,
@@ -65,6 +64,7 @@ from server import (  # noqa: E402
     free_port,
     in_process_cases,
     run_direct,
+    uvicorn_command,
 )
 
 #: The apps counted through uvicorn, and the ``module:attribute`` uvicorn serves.
@@ -211,12 +211,7 @@ def send_one_at_a_time(port: int, requests: list[bytes], deadline: float) -> Non
 def count_served(target: str, requests: int, simulate: bool) -> Counts:
     """What uvicorn serving ``target`` executes for ``requests`` requests, start-up included."""
     port = free_port()
-    command = [
-        *valgrind(simulate),
-        sys.executable, "-m", "uvicorn", target,
-        "--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port),
-        "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    command = [*valgrind(simulate), *uvicorn_command(target, port)]
     signed = raw_requests(RequestFactory(f"{HOST}:{port}", json_body(KIB)), requests)
     with tempfile.TemporaryFile("w+") as output:
         server = subprocess.Popen(  # noqa: S603  (valgrind, this interpreter, uvicorn)

@@ -470,13 +470,7 @@ class Server:
         self, app: str, cpu: int | None, log_dir: Path, env: dict[str, str] | None = None
     ) -> None:
         self.port = free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", app,
-            "--app-dir", str(BENCH_DIR),
-            "--host", HOST, "--port", str(self.port),
-            "--http", "httptools", "--loop", "uvloop",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+        command = uvicorn_command(app, self.port)
         if cpu is not None:
             command = ["taskset", "-c", str(cpu), *command]
         self.log_path = log_dir / f"{app.replace(':', '-')}.log"
@@ -523,6 +517,18 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+def uvicorn_command(app: str, port: int) -> list[str]:
+    """How every benchmark server runs: uvicorn serving ``app`` (``server:...``) on
+    ``port``, httptools and uvloop, one worker, no access log."""
+    return [
+        sys.executable, "-m", "uvicorn", app,
+        "--app-dir", str(BENCH_DIR),
+        "--host", HOST, "--port", str(port),
+        "--http", "httptools", "--loop", "uvloop",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
 
 
 def free_port() -> int:

@@ -41,6 +41,12 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _instructions(table: str) -> dict[str, int]:
+    """The instructions-per-request column of the script's table, by app."""
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| ")]
+    return {cells[1].strip(): int(cells[2].strip().replace(",", "")) for cells in rows[2:]}
+
+
 @pytest.mark.parametrize("app", APPS)
 @pytest.mark.parametrize("call", ["0", "1"])
 def test_the_worker_signs_and_calls_the_app(app: str, call: str) -> None:
@@ -63,11 +69,7 @@ def test_instructions_per_request_are_counted() -> None:
         pytest.skip("valgrind is not installed")
     completed = _run("--requests", "50", *APPS, timeout=600)
     assert completed.returncode == 0, completed.stderr
-    counts = {
-        line.split("|")[1].strip(): int(line.split("|")[2].strip().replace(",", ""))
-        for line in completed.stdout.splitlines()
-        if line.startswith("| raw")
-    }
+    counts = _instructions(completed.stdout)
     assert set(counts) == set(APPS)
     assert counts["raw ASGI app + SignatureMiddleware"] > counts["raw ASGI app"] > 0
 
@@ -124,10 +126,6 @@ def test_instructions_per_request_are_counted_through_uvicorn() -> None:
     apps = ["bare Starlette", "Starlette + SignatureMiddleware"]
     completed = _run("--requests", "20", "--through-uvicorn", *apps, timeout=900)
     assert completed.returncode == 0, completed.stderr
-    counts = {
-        line.split("|")[1].strip(): int(line.split("|")[2].strip().replace(",", ""))
-        for line in completed.stdout.splitlines()
-        if line.startswith(("| bare", "| Starlette"))
-    }
+    counts = _instructions(completed.stdout)
     assert set(counts) == set(apps)
     assert counts["Starlette + SignatureMiddleware"] > counts["bare Starlette"] > 0
