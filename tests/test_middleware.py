@@ -1383,6 +1383,64 @@ def test_without_an_event_loop_the_body_is_read_unwatched() -> None:
     assert sent[0]["status"] == 200
 
 
+def test_outside_an_event_loop_a_body_read_that_waits_is_resumed_unwatched() -> None:
+    """Outside asyncio, a receive() that suspends (trio's, or one driven by hand) is
+    resumed as a plain await would resume it: no timer, and the request is verified
+    as usual with the body it then delivers."""
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    middleware = SignatureMiddleware(
+        app, keys={"client-1": SECRET}, body_timeout=0.01, clock=lambda: NOW
+    )
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    sent: list[Message] = []
+
+    @types.coroutine
+    def network() -> Generator[str, Message, Message]:
+        return (yield "waiting for the network")
+
+    async def receive() -> Message:
+        return await network()
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    coroutine = middleware(scope, receive, send)
+    assert coroutine.send(None) == "waiting for the network"  # passed out, as await does
+    with pytest.raises(StopIteration):
+        coroutine.send(messages[0])  # the body arrives; nothing else suspends
+    assert seen == [BODY]
+    assert sent[0]["status"] == 200
+
+
+@pytest.mark.parametrize(("arrival", "lookups"), [("at once", 0), ("late", 1)])
+async def test_the_running_loop_is_looked_up_only_for_a_read_that_waits(
+    arrival: str, lookups: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that has arrived needs no timer, so the running loop is not looked up
+    (on Python 3.11 each lookup is a getpid() system call); a read that waits is."""
+    calls: list[None] = []
+    looked_up = hmacguard._middleware._running_loop
+
+    def counting() -> asyncio.AbstractEventLoop | None:
+        calls.append(None)
+        return looked_up()
+
+    monkeypatch.setattr(hmacguard._middleware, "_running_loop", counting)
+    protected = protect(body_timeout=5.0)
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    messages = body_messages(BODY)
+    exchange = await drive(
+        protected.middleware, scope, _late(messages) if arrival == "late" else messages
+    )
+    assert exchange.status_code == 200
+    assert len(calls) == lookups
+
+
 @pytest.mark.parametrize("option", ["body_timeout", "lookup_timeout"])
 @pytest.mark.parametrize("value", [0, -1, "30", True, math.inf, math.nan])
 def test_timeouts_are_validated(option: str, value: object) -> None:

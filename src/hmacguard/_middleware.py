@@ -543,17 +543,12 @@ class SignatureMiddleware:
         no timer. A read that waits is watched by :class:`Deadlines`, which
         cancels this task when the time is up (one timer per event loop, not
         one per request); only that cancellation becomes a 408. Outside
-        asyncio (trio) there is no watch, and the server's own limits apply. A
-        request announcing no body (``Content-Length: 0``) is not watched.
+        asyncio (trio) a read that waits is resumed without a watch, and the
+        server's own limits apply. A request announcing no body
+        (``Content-Length: 0``) is not watched.
         """
         deadlines = self._deadlines
         if deadlines is None or declared == 0:
-            return await _receive_body(receive, limit, digest)
-        # Not under asyncio (e.g. trio): no timer to set. (asyncio.current_task()
-        # would raise RuntimeError there; the loop lookup raises nothing.)
-        loop = _running_loop()
-        task = None if loop is None else asyncio.current_task(loop)
-        if loop is None or task is None:
             return await _receive_body(receive, limit, digest)
         waiting = receive().__await__()
         try:
@@ -564,8 +559,16 @@ class SignatureMiddleware:
                 # The whole body (or the client's departure), at once: nothing to time.
                 return await _receive_body(receive, limit, digest, first)
             rest = _receive_body(receive, limit, digest, first)
-        else:  # receive() is waiting: it is resumed under the watch
+        else:  # receive() is waiting: it is resumed, under the watch if there is a loop
             rest = _resumed_body(waiting, pending, receive, limit, digest)
+        # Only now, when a timer is needed, the loop: on Python 3.11 every lookup
+        # of the running loop is a getpid() system call. Not under asyncio (e.g.
+        # trio), there is no timer to set. (asyncio.current_task() would raise
+        # RuntimeError there; the loop lookup raises nothing.)
+        loop = _running_loop()
+        task = None if loop is None else asyncio.current_task(loop)
+        if loop is None or task is None:
+            return await rest
         return await _watched(
             deadlines,
             loop,
