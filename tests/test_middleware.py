@@ -712,6 +712,12 @@ CONFIG_ERRORS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"authority": ""}, ValueError, "authority"),
     ({"authority": "api.example/v1"}, ValueError, "authority"),
     ({"authority": 443}, ValueError, "authority"),
+    ({"authority": "api.example#"}, ValueError, "authority"),
+    ({"authority": "api.example?"}, ValueError, "authority"),
+    ({"authority": "user@api.example"}, ValueError, "authority"),
+    ({"authority": "api example"}, ValueError, "authority"),
+    ({"path_prefix": "/api?x"}, ValueError, "path_prefix"),
+    ({"path_prefix": "/api#x"}, ValueError, "path_prefix"),
     ({"path_prefix": "api"}, ValueError, "path_prefix"),
     ({"path_prefix": "/api/"}, ValueError, "path_prefix"),
     ({"path_prefix": "/"}, ValueError, "path_prefix"),
@@ -1475,8 +1481,26 @@ async def test_middleware_agrees_with_verify_on_the_url_it_rebuilds(
     host: str, raw_path: bytes, query: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Odd hosts, raw paths and queries: the middleware (which hands the verifier the
-    URL in parts) accepts or refuses exactly as ``Verifier.verify`` does on the URL."""
+    URL in parts) accepts or refuses exactly as ``Verifier.verify`` does on the URL,
+    except where the parts would not survive being put into a URL and split again: a
+    Host that is not ``host[:port]``, a target that is not an absolute path, a "#" in
+    the query. Those are refused (400) before the URL is ever made: the core reads a
+    URL as URLs are read, but the server's parts are not a URL."""
     caplog.set_level(logging.WARNING, logger="hmacguard")
+    if (
+        any(char in host for char in "@/?#")
+        or not raw_path.startswith(b"/")
+        or any(char in raw_path for char in b"?#")
+        or b"#" in query
+    ):
+        protected = protect()
+        scope = http_scope("GET", b"/t", sign("GET", "/t"), host=host, raw_path=raw_path)
+        scope["query_string"] = query
+        exchange = await drive(protected.middleware, scope, body_messages(b""))
+        assert exchange.status_code == 400
+        assert problem(exchange)["reason"] == "malformed_request"
+        assert protected.echo.untouched()
+        return
     url = f"http://{host}{raw_path.decode('latin-1')}"
     if query:
         url += "?" + query.decode("latin-1")

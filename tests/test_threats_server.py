@@ -664,6 +664,85 @@ async def test_threat_U4_huge_host_is_a_fast_400(size: int) -> None:
     assert exchange.receive_calls == 0
 
 
+async def _resolve(key_id: str) -> HMACKey | None:
+    """An async key resolver: the middleware's other header path, which takes a URL."""
+    return KEY if key_id == KEY.key_id else None
+
+
+KEYRINGS = pytest.mark.parametrize(
+    "keys", [{KEY.key_id: SECRET}, _resolve], ids=["static keys", "async resolver"]
+)
+
+
+@KEYRINGS
+@pytest.mark.parametrize(
+    ("signed", "sent", "host"),
+    [
+        ("/", "/admin?x=1", f"{HOST}#"),
+        ("/", "/admin", f"{HOST}#/x"),
+        ("/users/admin", "/admin", f"{HOST}/users"),
+        ("/?/admin", "/admin", f"{HOST}?"),
+        ("/", "/", f"evil.example@{HOST}"),
+        ("/", "/", f"{HOST}:80 "),
+        ("/", "/", ""),
+        ("/", "/", " "),
+        ("/", "/", "/"),
+        ("/", "/", "#"),
+    ],
+)
+async def test_threat_U4_a_host_that_is_not_host_port_is_a_400(
+    keys: Any, signed: str, sent: str, host: str
+) -> None:
+    """A Host with "#", "/", "?" or "@" would move part of it into the fragment, path,
+    query or userinfo of the URL the signature is checked against: a signature for "/"
+    would pass "/admin" sent with "Host: api.example#". It is a 400 before anything is
+    read, as is an empty Host, never a 503 (split_url used to raise on them)."""
+    protected = protect(keys=keys)
+    exchange = await call(protected.middleware, "GET", sent, sign("GET", signed), host=host)
+    assert_rejected(exchange, protected, "malformed_request", 400)
+    assert exchange.receive_calls == 0
+
+
+@KEYRINGS
+@pytest.mark.parametrize(
+    "host", [HOST.upper(), f"{HOST}:8080", "127.0.0.1:8000", "[::1]:8000", "[fe80::1%25eth0]"]
+)
+async def test_threat_U4_a_well_formed_host_verifies(keys: Any, host: str) -> None:
+    """Names, IPv4 and IPv6 literals (with a zone), with or without a port, verify."""
+    protected = protect(keys=keys)
+    headers = sign("GET", f"http://{host}/t?x=1")
+    echoed = assert_accepted(await call(protected.middleware, "GET", "/t?x=1", headers, host=host))
+    assert (echoed["raw_path"], echoed["query"]) == ("/t", "x=1")
+
+
+@KEYRINGS
+@pytest.mark.parametrize(
+    ("raw_path", "query"),
+    [
+        (b"/t#x", b""),
+        (b"/t#x", b"admin=1"),
+        (b"/t", b"a=1#&admin=1"),
+        (b"/t", b"#"),
+        (b"/t?admin=1", b""),
+        (b"*", b""),
+        (b"t", b""),
+        (b"http://api.example/t", b""),
+    ],
+)
+async def test_threat_U1_a_target_that_is_not_an_absolute_path_is_a_400(
+    keys: Any, raw_path: bytes, query: bytes
+) -> None:
+    """Only an origin-form target can be verified. A "#" left in the path or query (h11
+    splits at "?" only), a "?" in the raw path, or a target not starting with "/" would
+    be split differently in the URL checked than in what the app reads: 400, unread."""
+    protected = protect(keys=keys)
+    target = b"/t?" + query if query else b"/t"
+    scope = http_scope("GET", target, sign("GET", "/t"), raw_path=raw_path)
+    exchange = await drive(protected.middleware, scope, body_messages(b""))
+    assert_rejected(exchange, protected, "malformed_request", 400)
+    assert exchange.receive_calls == 0
+
+
 @pytest.mark.parametrize(
     ("configured", "signed", "proto", "accepted"),
     [

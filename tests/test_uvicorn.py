@@ -422,6 +422,60 @@ def test_threat_C4e_two_host_lines_rejected_400(server: UvicornServer) -> None:
     assert served(server) == before
 
 
+@pytest.mark.parametrize(
+    ("signed", "sent"),
+    [
+        ("/frag?amount=10", "/frag?amount=10#&amount=999&admin=1"),
+        ("/frag", "/frag?#&to=mallory"),
+        ("/frag/bob", "/frag/bob#x?admin=1"),
+    ],
+)
+def test_threat_U2_a_fragment_in_the_target_never_reaches_the_app_unsigned(
+    server: UvicornServer, signed: str, sent: str
+) -> None:
+    """A "#" in the request target: h11 splits the target at "?" only, so the "#..." stays in
+    the path or query the app reads; the URL checked must never drop it. 400 (ours) or the
+    parser's answer without the "#" part, never the unsigned part reaching the app."""
+    headers = signed_headers(server, "GET", signed)
+    before = served(server)
+    response = exchange(server, raw_request("GET", sent, headers))
+    if response.status == 200:  # httptools drops the fragment itself: the app sees `signed`
+        echoed = response.json()
+        target = echoed["raw_path"] + ("?" + echoed["query"] if echoed["query"] else "")
+        assert target == signed
+    else:
+        assert response.status == 400
+        assert response.reason in (None, "malformed_request")
+        assert served(server) == before
+    if server.http == "h11":
+        assert response.reason == "malformed_request"
+
+
+@pytest.mark.parametrize(
+    ("signed", "sent", "host"),
+    [
+        ("/", "/admin?x=1", "{authority}#"),
+        ("/users/admin", "/admin", "{authority}/users"),
+        ("/?/admin", "/admin", "{authority}?"),
+        ("/", "/", "evil.example@{authority}"),
+        ("/", "/", ""),
+    ],
+)
+def test_threat_U4_a_host_that_is_not_host_port_is_a_400(
+    server: UvicornServer, signed: str, sent: str, host: str
+) -> None:
+    """A "#", "/", "?" or "@" in Host would move part of it into the URL's fragment, path,
+    query or userinfo when the signature is checked; such a Host (or an empty one) is a
+    400, on both servers, and the app is not reached."""
+    headers = without(signed_headers(server, "GET", signed), "Host")
+    before = served(server)
+    forged = [("Host", host.format(authority=server.authority)), *headers]
+    response = exchange(server, raw_request("GET", sent, forged))
+    assert response.status == 400
+    assert response.reason in (None, "malformed_request")
+    assert served(server) == before
+
+
 def test_threat_C3_header_named_at_method_never_overrides_the_method(
     server: UvicornServer,
 ) -> None:

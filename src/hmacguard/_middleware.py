@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import sys
 import types
 from collections.abc import (
@@ -76,6 +77,20 @@ _running_loop = asyncio.events._get_running_loop
 
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 _MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+# RFC 9110 §7.2: Host = uri-host [ ":" port ], the host being an IP literal in
+# brackets or a name or IPv4 address made of RFC 3986's unreserved, pct-encoded
+# and sub-delims characters. Nothing else is accepted: a "/", "?", "#" or "@"
+# would move part of the Host into the path, query, fragment or userinfo of the
+# URL the signature is checked against (THREATS U-class: a signature for "GET /"
+# must not pass "GET /admin" sent with "Host: example.com#"), and an empty Host
+# names no authority at all.
+_HOST = re.compile(
+    r"(?:\[[0-9A-Za-z:.!$&'()*+,;=~_%-]+\]|[0-9A-Za-z.!$&'()*+,;=~_%-]+)(?::[0-9]*)?"
+)
+# Hosts already found well formed: the usual request pays a dict lookup, not a
+# match. Bounded, since Host values come from clients.
+_GOOD_HOSTS: dict[str, None] = {}
+_GOOD_HOSTS_SIZE = 64
 # What the header phase gives: the verified signature, the declared body size
 # (-1: none announced) and the Content-Digest value.
 _HeaderPhase = tuple[VerifiedSignature, int, "str | None"]
@@ -255,12 +270,18 @@ class SignatureMiddleware:
             raise ValueError('scheme must be "http" or "https"')
         self._scheme = scheme
         if authority is not None:
-            if not isinstance(authority, str) or not authority or "/" in authority:
+            if not isinstance(authority, str) or not _good_host(authority):
                 raise ValueError("authority is a host[:port], e.g. 'api.example.com'")
             authority = normalise_authority(authority, scheme or "https")
         self._authority = authority
         if not isinstance(path_prefix, str) or (
-            path_prefix and (not path_prefix.startswith("/") or path_prefix.endswith("/"))
+            path_prefix
+            and (
+                not path_prefix.startswith("/")
+                or path_prefix.endswith("/")
+                or "?" in path_prefix
+                or "#" in path_prefix
+            )
         ):
             raise ValueError("path_prefix is '' or like '/api' (leading slash, none trailing)")
         self._prefix = path_prefix
@@ -415,9 +436,11 @@ class SignatureMiddleware:
         authority = self._authority
         if authority is None:
             host = headers.get(b"host")
-            if host is None or len(host) > _MAX_HOST:
+            if host is None:
                 return None
             authority = host.decode("latin-1")
+            if authority not in _GOOD_HOSTS and not _good_host(authority):
+                return None  # _request() refuses it, with the reason
         raw_path = scope.get("raw_path")
         if not raw_path:
             return None
@@ -503,6 +526,8 @@ class SignatureMiddleware:
             raise MalformedRequest("the request has no Host header")
         elif len(host) > _MAX_HOST:
             raise MalformedRequest("the Host header is too long")
+        elif not _good_host(host):
+            raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")
         else:
             authority = host
         raw_path = scope.get("raw_path")
@@ -510,13 +535,23 @@ class SignatureMiddleware:
             # THREATS U1: never fall back to the decoded path, which routers
             # use but clients do not sign.
             raise MalformedRequest("the server gave no raw path to verify")
+        if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
+            # Only an origin-form target (RFC 9112 §3.2.1) can be verified: a "?"
+            # or "#" in the path (h11 splits the target at "?" only) would be read
+            # as a query or fragment when the URL is checked, not as the path the
+            # app is routed on.
+            raise MalformedRequest("the request target is not an absolute path")
+        query = scope.get("query_string")
+        if query and b"#" in query:
+            # A fragment is never sent (RFC 9110 §7.1); one left in the query
+            # would be dropped from the URL checked but reach the app.
+            raise MalformedRequest("the request target holds a '#'")
         scheme = self._scheme or scope.get("scheme") or "http"
         if kind == "websocket":
             method = "GET"
             scheme = _WS_SCHEMES.get(scheme, scheme)
         else:
             method = scope["method"]
-        query = scope.get("query_string")
         path = raw_path.decode("latin-1")
         if self._prefix:
             path = self._prefix + path
@@ -1024,6 +1059,19 @@ def _content_length(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise MalformedRequest("Content-Length is not a number")
     return int(value)
+
+
+def _good_host(host: str) -> bool:
+    """Whether ``host`` is a well-formed ``host[:port]`` (see :data:`_HOST`);
+    remembered when it is."""
+    if host in _GOOD_HOSTS:
+        return True
+    if len(host) > _MAX_HOST or _HOST.fullmatch(host) is None:
+        return False
+    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_SIZE:
+        _GOOD_HOSTS.clear()
+    _GOOD_HOSTS[host] = None
+    return True
 
 
 def _url(scheme: str, authority: str, path: str, query: str | None) -> str:
