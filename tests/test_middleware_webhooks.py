@@ -496,3 +496,125 @@ def test_threat_W7_distinct_secrets_are_not_flagged(caplog: pytest.LogCaptureFix
         webhooks={"/hooks/github": GitHub("secret-one-0123456789"), "/hooks/slack": Slack("two")},
     )
     assert "share a secret" not in caplog.text
+
+
+# -- replay keys that the sender's header cannot vary ------------------------------------------
+
+STRIPE_NEW = "whsec_rotation_new_secret_0123456789"
+STRIPE_OLD = "whsec_rotation_old_secret_9876543210"
+STRIPE_BODY = b'{"id":"evt_1","object":"event","type":"payment_intent.succeeded"}'
+
+
+def _stripe_v1(secret: str, t: int) -> str:
+    signed = f"{t}.".encode() + STRIPE_BODY
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def _stripe_headers(*items: str) -> dict[str, str]:
+    return {"stripe-signature": ",".join(items), "content-type": "application/json"}
+
+
+def _stripe_setup() -> Any:
+    from hmacguard.webhooks import Stripe  # noqa: PLC0415
+
+    profile = Stripe([STRIPE_NEW, STRIPE_OLD], clock=lambda: NOW)
+    return protect(webhooks={"/a/hooks/stripe": profile})
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "same",
+        "reordered",
+        "only_old",
+        "only_new",
+        "upper_case_hex",
+        "junk_v1_and_v0_added",
+        "t_repeated",
+    ],
+)
+async def test_stripe_replay_with_a_rewritten_header_is_a_duplicate(variant: str) -> None:
+    """A rotation delivery replayed with its v1 values reordered, dropped, re-cased or padded
+    with junk is still the same delivery: 200 duplicate, and the app runs exactly once."""
+    setup = _stripe_setup()
+    t, new, old = NOW, _stripe_v1(STRIPE_NEW, NOW), _stripe_v1(STRIPE_OLD, NOW)
+    junk = hmac.new(b"junk", b"junk", hashlib.sha256).hexdigest()
+    replays = {
+        "same": (f"t={t}", f"v1={new}", f"v1={old}"),
+        "reordered": (f"t={t}", f"v1={old}", f"v1={new}"),
+        "only_old": (f"t={t}", f"v1={old}"),
+        "only_new": (f"t={t}", f"v1={new}"),
+        "upper_case_hex": (f"t={t}", f"v1={old.upper()}"),
+        "junk_v1_and_v0_added": (f"t={t}", f"v1={junk}", f"v0={junk}", f"v1={old}"),
+        "t_repeated": (f"v1={old}", f"t={t}", f"v1={junk}", f"t={t}"),
+    }
+    path = "/a/hooks/stripe"
+    original = _stripe_headers(f"t={t}", f"v1={new}", f"v1={old}")
+    first = await call(setup.middleware, "POST", path, original, STRIPE_BODY)
+    assert first.status_code == 200
+    replay = await call(
+        setup.middleware, "POST", path, _stripe_headers(*replays[variant]), STRIPE_BODY
+    )
+    assert (replay.status_code, replay.json()) == (200, {"status": "duplicate"})
+    assert setup.echo.count == 1
+
+
+async def test_stripe_replays_under_each_secret_in_turn_reach_the_app_once() -> None:
+    """The red-team sequence: original, again, reordered, old only, new only: one app call."""
+    setup = _stripe_setup()
+    new, old = _stripe_v1(STRIPE_NEW, NOW), _stripe_v1(STRIPE_OLD, NOW)
+    sequence = [
+        (f"t={NOW}", f"v1={new}", f"v1={old}"),
+        (f"t={NOW}", f"v1={new}", f"v1={old}"),
+        (f"t={NOW}", f"v1={old}", f"v1={new}"),
+        (f"t={NOW}", f"v1={old}"),
+        (f"t={NOW}", f"v1={new}"),
+    ]
+    answers = []
+    for items in sequence:
+        exchange = await call(
+            setup.middleware, "POST", "/a/hooks/stripe", _stripe_headers(*items), STRIPE_BODY
+        )
+        answers.append(exchange.status_code)
+    assert answers == [200] * 5
+    assert setup.echo.count == 1
+
+
+async def test_stripe_a_resigned_retry_with_a_new_timestamp_is_processed() -> None:
+    """Stripe's retry of the same body with a new t is a new delivery: it reaches the app,
+    whichever secret signed either attempt."""
+    setup = _stripe_setup()
+    path = "/a/hooks/stripe"
+    first = _stripe_headers(f"t={NOW}", f"v1={_stripe_v1(STRIPE_OLD, NOW)}")
+    later = NOW + 1
+    retry = _stripe_headers(f"t={later}", f"v1={_stripe_v1(STRIPE_NEW, later)}")
+    assert (await call(setup.middleware, "POST", path, first, STRIPE_BODY)).status_code == 200
+    answer = await call(setup.middleware, "POST", path, retry, STRIPE_BODY)
+    assert answer.status_code == 200
+    assert answer.json() != {"status": "duplicate"}
+    assert setup.echo.count == 2
+
+
+async def test_slack_the_same_request_signed_under_another_secret_is_a_duplicate() -> None:
+    """A slash command (no event_id) signed under the old secret, then the same timestamp and
+    body under the new one: one delivery, the app runs once; a new timestamp is processed."""
+    from hmacguard.webhooks import Slack  # noqa: PLC0415
+
+    new, old = "slack-rotation-new-0123456789abcdef", "slack-rotation-old-fedcba9876543210"
+    setup = protect(webhooks={"/a/hooks/slack": Slack([new, old], clock=lambda: NOW)})
+    body = b"token=x&team_id=T1&command=%2Fdeploy&text=prod"
+
+    def slack_headers(secret: str, timestamp: int) -> dict[str, str]:
+        base = f"v0:{timestamp}:".encode() + body
+        mac = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+        return {"x-slack-request-timestamp": str(timestamp), "x-slack-signature": f"v0={mac}"}
+
+    path = "/a/hooks/slack"
+    first = await call(setup.middleware, "POST", path, slack_headers(old, NOW), body)
+    again = await call(setup.middleware, "POST", path, slack_headers(new, NOW), body)
+    assert first.status_code == 200
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert setup.echo.count == 1
+    later = await call(setup.middleware, "POST", path, slack_headers(new, NOW + 1), body)
+    assert later.status_code == 200
+    assert setup.echo.count == 2

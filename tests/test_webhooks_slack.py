@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -53,14 +54,15 @@ class TestSlackContract(WebhookProfileContract):
 
 
 def test_vector_slack_docs_worked_example() -> None:
-    """The docs' slash-command example verifies; the dedupe key is ``{ts}.{hex}``."""
+    """The docs' slash-command example verifies; the dedupe key is ``{ts}.`` and 32 hex digits."""
     headers = {
         "X-Slack-Signature": SL["signature"],
         "X-Slack-Request-Timestamp": str(SL["timestamp"]),
     }
     result = Slack(SL["signing_secret"]).verify(headers, SL["body"].encode(), now=SL["timestamp"])
-    key = f"{SL['timestamp']}.{SL['signature'][3:]}"
-    assert result == VerifiedWebhook("slack", None, SL["timestamp"], key, 0)
+    assert result == VerifiedWebhook("slack", None, SL["timestamp"], result.dedupe_key, 0)
+    assert re.fullmatch(rf"{SL['timestamp']}\.[0-9a-f]{{32}}", result.dedupe_key)
+    assert SL["signature"][3:35] not in result.dedupe_key
 
 
 def test_threat_W4_timestamp_301_s_old_rejected() -> None:
@@ -143,6 +145,18 @@ def test_replayed_request_has_same_dedupe_key() -> None:
     b = Slack(SECRET).verify(headers, b"x", now=NOW + 100)
     assert a.dedupe_key == b.dedupe_key
     assert Slack(SECRET).dedupe_ttl == 660
+
+
+@pytest.mark.parametrize("secrets", [[SECRET, OTHER_SECRET], [OTHER_SECRET, SECRET]])
+def test_one_request_signed_under_either_secret_has_one_dedupe_key(secrets: list[str]) -> None:
+    """The same timestamp and body signed under the old or the new secret (or in upper-case
+    hex) is one delivery: one key, whatever the secrets' order; another timestamp is another."""
+    profile = Slack(secrets)
+    old, new = slack_sign(OTHER_SECRET, b"x", NOW), slack_sign(SECRET, b"x", NOW)
+    upper = old | {"X-Slack-Signature": "v0=" + old["X-Slack-Signature"][3:].upper()}
+    keys = {profile.verify(h, b"x", now=NOW).dedupe_key for h in (old, new, upper)}
+    assert len(keys) == 1
+    assert keys != {profile.verify(slack_sign(SECRET, b"x", NOW + 1), b"x", now=NOW).dedupe_key}
 
 
 @pytest.mark.parametrize(

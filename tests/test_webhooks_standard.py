@@ -436,6 +436,25 @@ def test_threat_W5_same_webhook_id_gives_same_dedupe_key() -> None:
     assert first.dedupe_key == second.dedupe_key == "msg_7"
 
 
+def test_dedupe_key_depends_on_neither_the_signature_list_nor_the_secret() -> None:
+    """One delivery (a signed webhook-id) has one key: v1 entries reordered, dropped or
+    padded with other versions, signed under either secret, or sent as svix-* headers."""
+    profile = StandardWebhooks([SECRET, OTHER_SECRET])
+    new = sw_sign(SECRET, b"e", NOW, msg_id="msg_9")["webhook-signature"]
+    old = sw_sign(OTHER_SECRET, b"e", NOW, msg_id="msg_9")["webhook-signature"]
+    lists = [f"{new} {old}", f"{old} {new}", old, new, f"v1a,{'A' * 86}== {old}  "]
+    keys = set()
+    for signature in lists:
+        for prefix in ("webhook", "svix"):
+            headers = {
+                f"{prefix}-id": "msg_9",
+                f"{prefix}-timestamp": str(NOW),
+                f"{prefix}-signature": signature,
+            }
+            keys.add(profile.verify(headers, b"e", now=NOW).dedupe_key)
+    assert keys == {"msg_9"}
+
+
 def test_threat_W5_timestamp_window_both_directions() -> None:
     """301 s old is expired, 301 s ahead is not_yet_valid, 300 s either way passes."""
     profile = StandardWebhooks(SECRET)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Any
 
 import pytest
@@ -59,12 +60,12 @@ class TestStripeContract(WebhookProfileContract):
 
 
 def test_vector_stripe_worked_example() -> None:
-    """The worked example verifies; the dedupe key is ``{t}.{v1}``."""
+    """The worked example verifies; the dedupe key is ``{t}.`` and 32 hex digits."""
     result = Stripe(ST["secret"]).verify(
         stripe_headers(ST["header"]), ST["payload"].encode(), now=ST["timestamp"]
     )
-    key = f"{ST['timestamp']}.{ST['v1']}"
-    assert result == VerifiedWebhook("stripe", None, ST["timestamp"], key, 0)
+    assert result == VerifiedWebhook("stripe", None, ST["timestamp"], result.dedupe_key, 0)
+    assert re.fullmatch(rf"{ST['timestamp']}\.[0-9a-f]{{32}}", result.dedupe_key)
 
 
 def test_vector_stripe_signed_payload_is_t_dot_body() -> None:
@@ -75,14 +76,16 @@ def test_vector_stripe_signed_payload_is_t_dot_body() -> None:
 
 def test_threat_W1_two_v1_values_during_rotation_one_valid() -> None:
     """The rotation header (old-secret v1, valid v1, fake v0) verifies under the new secret."""
-    result = Stripe(ST["secret"]).verify(
-        stripe_headers(ST["rotation_header"]), ST["payload"].encode(), now=ST["timestamp"]
+    profile = Stripe(ST["secret"])
+    body, now = ST["payload"].encode(), ST["timestamp"]
+    result = profile.verify(stripe_headers(ST["rotation_header"]), body, now=now)
+    assert (
+        result.dedupe_key == profile.verify(stripe_headers(ST["header"]), body, now=now).dedupe_key
     )
-    assert result.dedupe_key == f"{ST['timestamp']}.{ST['v1']}"
 
 
 def test_rotation_secret_order_does_not_change_dedupe_key() -> None:
-    """The dedupe key is the first valid v1 in the header, whichever secret is listed first."""
+    """The dedupe key is the same whichever secret is listed first."""
     body, now = ST["payload"].encode(), ST["timestamp"]
     old_first = Stripe([ST["rotation_old_secret"], ST["secret"]])
     new_first = Stripe([ST["secret"], ST["rotation_old_secret"]])
@@ -93,12 +96,68 @@ def test_rotation_secret_order_does_not_change_dedupe_key() -> None:
 
 
 def test_hex_is_compared_case_insensitively() -> None:
-    """An upper-case v1 value verifies; the dedupe key uses lower-case hex."""
+    """An upper-case v1 value verifies, with the dedupe key of the lower-case one."""
     header = ST["header"].replace(ST["v1"], ST["v1"].upper())
-    result = Stripe(ST["secret"]).verify(
-        stripe_headers(header), ST["payload"].encode(), now=ST["timestamp"]
+    profile, body, now = Stripe(ST["secret"]), ST["payload"].encode(), ST["timestamp"]
+    result = profile.verify(stripe_headers(header), body, now=now)
+    assert (
+        result.dedupe_key == profile.verify(stripe_headers(ST["header"]), body, now=now).dedupe_key
     )
-    assert result.dedupe_key.endswith(ST["v1"])
+
+
+# -- the replay key: one delivery, one key -----------------------------------------------------
+
+
+def _rotation_headers(body: bytes, t: int) -> list[str]:
+    """Every header an attacker holding one rotation delivery could send for it."""
+    new, old = v1(SECRET, body, t), v1(OTHER_SECRET, body, t)
+    junk = "0" * 64
+    return [
+        f"t={t},v1={new},v1={old}",
+        f"t={t},v1={old},v1={new}",
+        f"t={t},v1={old}",
+        f"t={t},v1={new}",
+        f"t={t},v1={old.upper()}",
+        f"t={t},v1={junk},v0={junk},v1={old},v1={junk}",
+        f"v1={new},t={t},t={t}",
+        f"t={t}, v1={old} ,v1={junk}",
+    ]
+
+
+@pytest.mark.parametrize("secrets", [[SECRET, OTHER_SECRET], [OTHER_SECRET, SECRET]])
+def test_dedupe_key_depends_on_neither_the_header_nor_the_matching_secret(
+    secrets: list[str],
+) -> None:
+    """Reordered, reduced, re-cased or padded v1 values of one delivery give one key."""
+    profile = Stripe(secrets)
+    keys = {
+        profile.verify(stripe_headers(header), b"evt", now=NOW).dedupe_key
+        for header in _rotation_headers(b"evt", NOW)
+    }
+    assert len(keys) == 1
+
+
+def test_dedupe_key_holds_no_signature() -> None:
+    """The key is ``{t}.`` and a one-way id: no v1 value of any configured secret appears."""
+    profile = Stripe([SECRET, OTHER_SECRET])
+    key = profile.verify(stripe_headers(f"t={NOW},v1={v1(SECRET, b'e', NOW)}"), b"e", now=NOW)
+    assert re.fullmatch(rf"{NOW}\.[0-9a-f]{{32}}", key.dedupe_key)
+    for secret in (SECRET, OTHER_SECRET):
+        assert v1(secret, b"e", NOW)[:32] not in key.dedupe_key
+
+
+def test_dedupe_key_tells_apart_bodies_timestamps_and_endpoints() -> None:
+    """Another body, another t, or the same (t, body) at an endpoint with other secrets
+    (Stripe sends one event to every endpoint) is another key."""
+    profile = Stripe(SECRET)
+
+    def key(p: Stripe, secret: str, body: bytes, t: int) -> str:
+        return p.verify(stripe_headers(f"t={t},v1={v1(secret, body, t)}"), body, now=NOW).dedupe_key
+
+    base = key(profile, SECRET, b"evt", NOW)
+    assert base != key(profile, SECRET, b"evt2", NOW)
+    assert base != key(profile, SECRET, b"evt", NOW + 1)
+    assert base != key(Stripe(OTHER_SECRET), OTHER_SECRET, b"evt", NOW)
 
 
 # -- THREATS W1 ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ W6); only after the MAC has matched may it read the body for an event id
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import time
@@ -153,15 +154,38 @@ class TimestampedProfile:
 
     The keyed secrets, the window in both directions, how long a delivery is
     remembered (``2 * tolerance + 60``: the window both ways, and a margin),
-    and a ``repr`` that counts the secrets without showing them.
+    the id of a signed message (:meth:`_verify_mac`), and a ``repr`` that
+    counts the secrets without showing them.
     """
 
     def __init__(self, macs: tuple[Mac, ...], tolerance: float, clock: Callable[[], float]) -> None:
         self._macs = macs
+        # The secret that names messages: fixed by the set of secrets, not by their order.
+        self._id_index = min(range(len(macs)), key=lambda index: macs[index].fingerprint)
         self.tolerance = check_tolerance(tolerance)
         self.max_body_size: int | None = None
         self.dedupe_ttl: float = 2 * self.tolerance + 60
         self._clock = clock
+
+    def _verify_mac(
+        self, prefix: bytes, body: bytes, candidates: Sequence[bytes]
+    ) -> tuple[int, str] | None:
+        """Return (secret index, message id) when a candidate matches, else None.
+
+        The message id names the signed message ``prefix + body`` at this
+        endpoint, whichever candidate or secret verified it: it is derived
+        from the MAC under one configured secret (always the same one,
+        whatever their order), which the server computes itself. So a
+        replayed delivery cannot get a new id by reordering, dropping or
+        adding signatures, while the same message at an endpoint with other
+        secrets gets another id. It is a one-way hash of that MAC (see
+        :func:`message_id`): a nonce store never holds a valid signature.
+        """
+        expected = digests(self._macs, prefix, body)
+        found = find(expected, candidates)
+        if found is None:
+            return None
+        return found[0], message_id(expected[self._id_index])
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +200,21 @@ def secret_fingerprints(profile: object) -> frozenset[bytes]:
     return frozenset(mac.fingerprint for mac in macs if isinstance(mac, Mac))
 
 
+def digests(macs: Sequence[Mac], prefix: bytes, body: bytes) -> list[bytes]:
+    """Each secret's MAC of ``prefix + body``, in the order of the secrets."""
+    return [mac.digest(prefix, body) for mac in macs]
+
+
+def message_id(digest: bytes) -> str:
+    """A one-way id (32 hex digits) of a signed message, from one of its MACs.
+
+    A labelled SHA-256 of the MAC, truncated to 128 bits: it names the message
+    without being a signature anyone could send, so a nonce store (or a log of
+    its keys) holds no MAC and nothing about the secret.
+    """
+    return hashlib.sha256(b"hmacguard webhook message id\x00" + digest).hexdigest()[:32]
+
+
 def match(
     macs: Sequence[Mac], prefix: bytes, body: bytes, candidates: Sequence[bytes]
 ) -> tuple[int, int] | None:
@@ -185,7 +224,11 @@ def match(
     whatever the order of the secrets. Each secret's MAC is computed once and
     compared in constant time (``hmac.compare_digest`` over bytes).
     """
-    expected = [mac.digest(prefix, body) for mac in macs]
+    return find(digests(macs, prefix, body), candidates)
+
+
+def find(expected: Sequence[bytes], candidates: Sequence[bytes]) -> tuple[int, int] | None:
+    """:func:`match` on MACs already computed: (secret index, candidate index), or None."""
     for candidate_index, candidate in enumerate(candidates):
         for secret_index, digest in enumerate(expected):
             if hmac.compare_digest(digest, candidate):

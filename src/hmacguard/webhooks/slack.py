@@ -27,7 +27,6 @@ from ._profile import (
     collect,
     decode_hex,
     default_clock,
-    match,
     read_header,
     read_timestamp,
     secret_list,
@@ -70,8 +69,10 @@ class Slack(TimestampedProfile):
     ``"event:{event_id}"``, read from the verified body, and ``delivery_id``
     is the ``event_id``: a retry of an event is a duplicate. For anything
     else (slash commands, interactivity, other JSON) it is
-    ``"{timestamp}.{signature hex}"``, which stops a captured request from
-    being replayed inside the window. ``dedupe_ttl`` (660 s by default)
+    ``"{timestamp}.{id}"``, where ``id`` (32 hex digits) is a one-way hash of
+    the MAC of the request under one of the configured secrets, always the
+    same one: it stops a captured request from being replayed inside the
+    window, whichever secret signed it. ``dedupe_ttl`` (660 s by default)
     covers Slack's last retry, five minutes after the first attempt.
     """
 
@@ -131,14 +132,17 @@ class Slack(TimestampedProfile):
         """
         check_body(body)
         ts_text, timestamp, candidate = self._parse(headers, now)
-        found = match(self._macs, f"v0:{ts_text}:".encode("ascii"), body, [candidate])
+        found = self._verify_mac(f"v0:{ts_text}:".encode("ascii"), body, [candidate])
         if found is None:
             raise InvalidSignature("the signature matches the body under no configured secret")
+        secret_index, message = found
         event_id = _event_id(body)
         if event_id is not None:
-            return VerifiedWebhook(self.scheme, event_id, timestamp, f"event:{event_id}", found[0])
-        dedupe_key = f"{ts_text}.{candidate.hex()}"
-        return VerifiedWebhook(self.scheme, None, timestamp, dedupe_key, found[0])
+            return VerifiedWebhook(
+                self.scheme, event_id, timestamp, f"event:{event_id}", secret_index
+            )
+        # The signed request, not the signature: the same under whichever secret signed it.
+        return VerifiedWebhook(self.scheme, None, timestamp, f"{ts_text}.{message}", secret_index)
 
 
 # Events API callbacks are small; larger JSON bodies are not parsed for an event id.

@@ -26,7 +26,6 @@ from ._profile import (
     collect,
     decode_hex,
     default_clock,
-    match,
     read_header,
     read_timestamp,
     secret_list,
@@ -66,9 +65,13 @@ class Stripe(TimestampedProfile):
             None or negative (stripe-python would silently disable the check).
 
     Only ``v1`` signatures count; at most 8 ``v1`` values may be present (more
-    is malformed). The ``dedupe_key`` is ``"{t}.{matching v1 hex}"``: Stripe
-    re-signs each retry, so it catches a captured request replayed inside the
-    window, not a retry; deduplicate retries on the event's ``id`` in the app.
+    is malformed). The ``dedupe_key`` is ``"{t}.{id}"``, where ``id`` (32 hex
+    digits) is a one-way hash of the MAC of ``{t}.{body}`` under one of the
+    configured secrets, always the same one: it names the signed delivery,
+    whichever ``v1`` matched, in whatever order, under whichever secret, with
+    or without other ``v1``/``v0`` values. Stripe re-signs each retry with a
+    new ``t``, so it catches a captured request replayed inside the window,
+    not a retry; deduplicate retries on the event's ``id`` in the app.
     """
 
     scheme = "stripe"
@@ -142,9 +145,9 @@ class Stripe(TimestampedProfile):
         """
         check_body(body)
         t_text, timestamp, candidates = self._parse(headers, now)
-        found = match(self._macs, f"{t_text}.".encode("ascii"), body, candidates)
+        found = self._verify_mac(f"{t_text}.".encode("ascii"), body, candidates)
         if found is None:
             raise InvalidSignature("no v1 signature matches the body under any configured secret")
-        secret_index, candidate_index = found
-        dedupe_key = f"{t_text}.{candidates[candidate_index].hex()}"
-        return VerifiedWebhook(self.scheme, None, timestamp, dedupe_key, secret_index)
+        secret_index, message = found
+        # The signed message, not the v1 that matched: the header cannot change it.
+        return VerifiedWebhook(self.scheme, None, timestamp, f"{t_text}.{message}", secret_index)
