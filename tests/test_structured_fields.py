@@ -32,6 +32,7 @@ from hmacguard._structured_fields import (
     Params,
     StructuredFieldError,
     Token,
+    TooLarge,
     parse_dictionary,
     parse_inner_list,
     parse_item,
@@ -685,3 +686,30 @@ def test_mutated_fields_raise_only_structured_field_error(
             continue
         # Whatever parses, serialises, and parses back to the same value.
         assert _plain(_REPARSE[parse](result)) == _plain(result)
+
+
+# -- bounds set by the caller (THREATS P1) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a=(x y z)", 'a=("x" "y" "z")', "a=(x;p=1 y z)", 'a=("x" "y" "z");q=1', "a=(x y z), b=1"],
+)
+def test_an_inner_list_past_max_items_is_too_large(value: str) -> None:
+    """Three items where two are allowed: TooLarge (a StructuredFieldError), naming
+    the bound; at the bound it parses as usual."""
+    with pytest.raises(TooLarge, match="more than 2 items") as caught:
+        parse_dictionary(value, max_items=2)
+    assert caught.value.bound == "max_items"
+    assert isinstance(caught.value, StructuredFieldError)
+    assert len(parse_dictionary(value, max_items=3)["a"].items) == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["a=1, b=2, c=3", "a, b, c", "a=(), b=(), c=()"])
+def test_a_dictionary_past_max_members_is_too_large(value: str) -> None:
+    """A third key where two are allowed is TooLarge; a repeated key is not a new member."""
+    with pytest.raises(TooLarge, match="more than 2 Dictionary members") as caught:
+        parse_dictionary(value, max_members=2)
+    assert caught.value.bound == "max_members"
+    assert list(parse_dictionary(value, max_members=3)) == ["a", "b", "c"]
+    assert list(parse_dictionary("a=1, b=2, a=3", max_members=2)) == ["a", "b"]

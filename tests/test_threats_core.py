@@ -74,6 +74,7 @@ from hmacguard import (
     make_content_digest,
     verify_content_digest,
 )
+from hmacguard import _structured_fields as sf
 from hmacguard._components import parse_component
 from hmacguard._message import Message
 from hmacguard._signature_base import build_signature_base
@@ -1152,6 +1153,76 @@ def test_threat_P1_label_cap_applies_under_a_raised_size_limit(mac_count: list[i
     assert exc.reason == "malformed_signature"
     assert "more than 4 signatures" in exc.detail
     assert mac_count[0] == 0
+
+
+class _CountingInnerList(sf.InnerList):
+    """An InnerList that counts how many the parser made, and their items."""
+
+    made = 0
+    items = 0
+
+    def __init__(self, items: list[Any], params: Any = None) -> None:
+        type(self).made += 1
+        type(self).items += len(items)
+        super().__init__(items, params or {})
+
+
+def _parsed_items(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the Items of value "a" the structured-field parser makes (the list holds
+    the count): the attack's items, not the verifier's own components."""
+    count = [0]
+    item = sf.Item
+
+    def counting(*args: Any, **kwargs: Any) -> sf.Item:
+        count[0] += args[0] == "a"
+        return item(*args, **kwargs)
+
+    monkeypatch.setattr(sf, "Item", counting)
+    return count
+
+
+@pytest.mark.parametrize(
+    "inner", ["a " * 4000, '"a" ' * 2700, "a;x=1 " * 1300], ids=["tokens", "strings", "params"]
+)
+def test_threat_P1_an_8_kib_list_is_not_parsed_past_the_component_bound(
+    inner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 8 KiB Signature-Input of thousands of one-letter items (4,000 Tokens parsed in
+    about 14 ms before the bound) stops at 4 x max_components items: the work, not only
+    the answer, is bounded."""
+    headers = with_input(signed(), "(" + inner.strip()[:8000] + ")" + PARAMS)
+    count = _parsed_items(monkeypatch)
+    exc = rejection(lambda: verify(headers))
+    assert exc.reason == "malformed_signature"
+    assert exc.detail == "a signature covers more than 32 components"
+    # The 129th is refused before it is made (Strings: the count comes first).
+    assert count[0] == (0 if inner.startswith('"') else 4 * 32)
+
+
+def test_threat_P1_a_list_just_past_the_bound_fails_only_its_own_signature() -> None:
+    """A second signer's list of 33 to 128 components is that signature's problem (M1):
+    the valid sig1 beside it still verifies."""
+    headers = signed()
+    long_list = "(" + " ".join(f'"x{i}"' for i in range(100)) + ")" + PARAMS
+    inputs = field(headers, "Signature-Input") + f", other={long_list}"
+    signatures = field(headers, "Signature") + f", other=:{'A' * 43}=:"
+    both = replace(replace(headers, "Signature-Input", inputs), "Signature", signatures)
+    assert verify(both).label == "sig1"
+
+
+def test_threat_P1_an_8_kib_field_of_labels_stops_at_the_label_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,500 empty labels in 8 KiB stop at the fifth (parsed, then refused):
+    max_signatures bounds the parse."""
+    monkeypatch.setattr(sf, "InnerList", _CountingInnerList)
+    _CountingInnerList.made = 0
+    inputs = ",".join(f"s{i}=()" for i in range(1500))[:8000].rpartition(",")[0]
+    headers = replace(signed(), "Signature-Input", inputs)
+    exc = rejection(lambda: verify(headers))
+    assert exc.reason == "malformed_signature"
+    assert exc.detail == "more than 4 signatures"
+    assert _CountingInnerList.made == 4 + 1
 
 
 def test_threat_P1_megabyte_keyid_under_a_raised_size_limit() -> None:

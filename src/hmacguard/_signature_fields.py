@@ -28,6 +28,7 @@ from ._structured_fields import (
     InnerList,
     Item,
     StructuredFieldError,
+    TooLarge,
     parse_dictionary,
     serialize_inner_list,
 )
@@ -141,6 +142,9 @@ _FAST_TAIL = re.compile(
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 _NOTHING_COVERED = CoveredComponents(())
+# How many times max_components an Inner List may hold before the parser stops
+# (THREATS P1): a list up to this size fails only its own signature (M1).
+_ITEMS_PARSED = 4
 
 # Validated component lists by their text, e.g. '("@method" "@path")'. Bounded:
 # an attacker sending ever-new lists only ever costs the general path.
@@ -328,8 +332,24 @@ def _full(
     try:
         # RFC 9421 §4.1: labels are unique; a label repeated across lines, or a
         # parameter given twice, is ambiguous and refused (THREATS C4, P3).
-        input_members = parse_dictionary(inputs.strip(" \t"), reject_duplicates=True)
-        signature_members = parse_dictionary(signatures.strip(" \t"), reject_duplicates=True)
+        # Bounded as parsed (THREATS P1): more labels than max_signatures fails
+        # the field anyway, and a list far beyond max_components is not parsed
+        # to its end (one just beyond fails only its own signature, below).
+        input_members, signature_members = (
+            parse_dictionary(
+                field.strip(" \t"),
+                reject_duplicates=True,
+                max_members=max_signatures,
+                max_items=_ITEMS_PARSED * max_components,
+            )
+            for field in (inputs, signatures)
+        )
+    except TooLarge as exc:
+        if exc.bound == "max_members":
+            raise MalformedSignature(f"more than {max_signatures} signatures") from None
+        raise MalformedSignature(
+            f"a signature covers more than {max_components} components"
+        ) from None
     except StructuredFieldError as exc:
         raise MalformedSignature(f"not a valid structured dictionary: {exc}") from None
     if input_members.keys() != signature_members.keys():

@@ -73,6 +73,7 @@ __all__ = [
     "Params",
     "StructuredFieldError",
     "Token",
+    "TooLarge",
     "parse_dictionary",
     "parse_inner_list",
     "parse_item",
@@ -91,6 +92,18 @@ __all__ = [
 
 class StructuredFieldError(ValueError):
     """A field value could not be parsed, or a value could not be serialised."""
+
+
+class TooLarge(StructuredFieldError):
+    """A field value passed a bound the caller set (``max_members``, ``max_items``).
+
+    Attributes:
+        bound: which one, ``"max_members"`` or ``"max_items"``.
+    """
+
+    def __init__(self, message: str, bound: str) -> None:
+        super().__init__(message)
+        self.bound = bound
 
 
 class Token(str):
@@ -265,6 +278,10 @@ _TOKEN_FULL_RE = re.compile(_TOKEN + r"\Z")
 
 def _fail(message: str, pos: int) -> StructuredFieldError:
     return StructuredFieldError(f"{message} at offset {pos}")
+
+
+def _too_large(message: str, pos: int, bound: str) -> TooLarge:
+    return TooLarge(f"{message} at offset {pos}", bound)
 
 
 # ---------------------------------------------------------------------------
@@ -523,8 +540,11 @@ def _parse_item(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[Item, 
     return Item(value), i
 
 
-def _parse_inner_list(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[InnerList, int]:
-    """Parse an Inner List (Section 4.2.1.2); s[i] is "("."""
+def _parse_inner_list(
+    s: str, i: int, n: int, reject_duplicates: bool, max_items: int | None = None
+) -> tuple[InnerList, int]:
+    """Parse an Inner List (Section 4.2.1.2); s[i] is "(". More than ``max_items``
+    items (when set) is an error, raised before the rest is parsed."""
     params: Params
     # The common case first: only Strings without escapes or parameters, such as
     # RFC 9421's covered components ("@method" "@path"). Up to the first ")", the
@@ -538,6 +558,10 @@ def _parse_inner_list(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[
         if text.isascii() and text.isprintable() and "\\" not in text and '""' not in text:
             parts = text.split('"')
             if len(parts) & 1 and not "".join(parts[::2]).strip(" "):
+                if max_items is not None and len(parts) // 2 > max_items:
+                    raise _too_large(
+                        f"more than {max_items} items in an Inner List", i, "max_items"
+                    )
                 items = list(map(Item, parts[1::2]))
                 i = close + 1
                 if i < n and s[i] == ";":
@@ -558,6 +582,10 @@ def _parse_inner_list(s: str, i: int, n: int, reject_duplicates: bool) -> tuple[
         if s[i] == ")":
             i += 1
             break
+        if max_items is not None and len(items) >= max_items:
+            # Parsing is linear, but an 8 KiB field of one-letter Tokens is
+            # 4,000 Items: stop at the caller's bound (THREATS P1).
+            raise _too_large(f"more than {max_items} items in an Inner List", i, "max_items")
         item, i = _parse_item(s, i, n, reject_duplicates)
         items.append(item)
         # Step 3.5: "If the first character of input_string is not SP or ")", fail
@@ -667,14 +695,22 @@ def parse_list(value: str, *, reject_duplicates: bool = False) -> list[Member]:
     return members
 
 
-def parse_dictionary(value: str, *, reject_duplicates: bool = False) -> dict[str, Member]:
+def parse_dictionary(
+    value: str,
+    *,
+    reject_duplicates: bool = False,
+    max_members: int | None = None,
+    max_items: int | None = None,
+) -> dict[str, Member]:
     """Parse a field value that is a Dictionary, such as ``sig1=("@method");created=1``.
 
     Several field lines must be joined with ``", "`` first. An empty (or all-SP)
     value is an empty Dictionary. A repeated key keeps its first position and
     takes the last value (RFC 9651 Section 4.2.2); with ``reject_duplicates`` a
     repeated key, or a parameter key repeated on one Item or Inner List, is an
-    error instead.
+    error instead. More than ``max_members`` keys, or an Inner List of more than
+    ``max_items`` items (each when set), is an error too, raised as soon as it
+    is seen: the caller's bounds also bound the work.
 
     Raises:
         StructuredFieldError: ``value`` is not a valid Dictionary.
@@ -693,8 +729,13 @@ def parse_dictionary(value: str, *, reject_duplicates: bool = False) -> dict[str
             # the pattern does not cover follows: then the general code below
             # parses the member from its start).
             key, inside, run = m.groups()
+            strings = inside.split('"')[1::2]
+            if max_items is not None and len(strings) > max_items:
+                raise _too_large(
+                    f"more than {max_items} items in an Inner List", m.start(2), "max_items"
+                )
             member = InnerList(
-                list(map(Item, inside.split('"')[1::2])),
+                list(map(Item, strings)),
                 _params_from_run(run, m.start(3), reject_duplicates) if run else {},
             )
             i = m.end()
@@ -713,7 +754,7 @@ def parse_dictionary(value: str, *, reject_duplicates: bool = False) -> dict[str
                 # running Parsing an Item or Inner List".
                 i += 1
                 if i < n and s[i] == "(":
-                    member, i = _parse_inner_list(s, i, n, reject_duplicates)
+                    member, i = _parse_inner_list(s, i, n, reject_duplicates, max_items)
                 else:
                     member, i = _parse_item(s, i, n, reject_duplicates)
             # Step 2.3: "Otherwise: Let value be Boolean true. Let parameters be the
@@ -723,8 +764,13 @@ def parse_dictionary(value: str, *, reject_duplicates: bool = False) -> dict[str
                 member = Item(True, params)
             else:
                 member = Item(True)
-        if reject_duplicates and key in dictionary:
-            raise _fail(f"duplicate Dictionary key {key!r}", m.start())
+        if key in dictionary:
+            if reject_duplicates:
+                raise _fail(f"duplicate Dictionary key {key!r}", m.start())
+        elif max_members is not None and len(dictionary) >= max_members:
+            raise _too_large(
+                f"more than {max_members} Dictionary members", m.start(), "max_members"
+            )
         # Steps 2.4-2.5: "If dictionary already contains a key this_key (comparing
         # character for character), overwrite its value with member." Assigning to
         # a dict key keeps its first position, as the ordered map of the RFC does.
