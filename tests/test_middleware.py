@@ -34,6 +34,7 @@ from asgi_helpers import (
     Message,
     asgi_client,
     body_messages,
+    call,
     drive,
     http_scope,
     logged_reasons,
@@ -515,6 +516,55 @@ async def test_exempt_paths(exempt: list[str], path: str, passes: bool) -> None:
         assert protected.echo.calls == 1
     else:
         assert response.status_code == 401
+        assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize(
+    ("target", "passes"),
+    [
+        (b"/static/app.css", True),
+        (b"/static/.well-known/x", True),
+        (b"/static/..x", True),
+        (b"/static/../admin", False),
+        (b"/static/./admin", False),
+        (b"/static/x/..", False),
+        (b"/static%2F..%2Fadmin", False),
+        (b"/static/%2E%2E/admin", False),
+    ],
+)
+async def test_an_exempt_prefix_never_covers_a_dot_segment(target: bytes, passes: bool) -> None:
+    """A "/static/*" exemption covers what is under /static/, not a path that leaves it once an
+    app or a mount normalises "." and ".." (decoded, as scope["path"] is): those are
+    verified like any other request."""
+    protected = protect(exempt=["/static/*"])
+    exchange = await call(protected.middleware, "GET", target)
+    if passes:
+        assert protected.echo.calls == 1
+    else:
+        assert exchange.status_code == 401
+        assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize(
+    ("exempt", "target", "passes"),
+    [
+        (["/health"], "/api/health", True),
+        (["/static/*"], "/api/static/x", True),
+        (["/api/health"], "/api/health", False),
+        (["/health"], "/apihealth", False),
+    ],
+)
+async def test_exempt_paths_are_the_router_s_under_a_root_path(
+    exempt: list[str], target: str, passes: bool
+) -> None:
+    """With uvicorn's --root-path /api, scope["path"] is "/api/health" while the router
+    matches "/health": exempt paths are matched as the router matches routes."""
+    protected = protect(exempt=exempt)
+    exchange = await call(protected.middleware, "GET", target, root_path="/api")
+    if passes:
+        assert protected.echo.calls == 1
+    else:
+        assert exchange.status_code == 401
         assert protected.echo.untouched()
 
 

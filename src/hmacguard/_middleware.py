@@ -125,7 +125,9 @@ class SignatureMiddleware:
         require_nonce: False turns replay protection off (logged loudly).
         exempt: paths that skip verification, e.g. ``["/health", "/static/*"]``
             (a trailing ``*`` makes a prefix; anything else matches exactly),
-            or a callable ``scope -> bool``. Everything else is protected.
+            matched against the path the router sees (without ``root_path``);
+            a prefix never covers a ``.`` or ``..`` segment. Or a callable
+            ``scope -> bool``. Everything else is protected.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``. None waits forever
@@ -400,8 +402,13 @@ class SignatureMiddleware:
             return bool(self._exempt_call(scope))
         if not self._exact and not self._prefixes:
             return False
-        path = scope.get("path", "")
-        return path in self._exact or path.startswith(self._prefixes)
+        path = _route_path(scope)
+        if path in self._exact:
+            return True
+        # A prefix never exempts a "." or ".." segment: "/static/../admin" (or
+        # "/static%2F..%2Fadmin", decoded) is not under /static/ once an app or
+        # a mount normalises it.
+        return path.startswith(self._prefixes) and not _has_dot_segment(path)
 
     def _fast_headers(self, scope: Scope) -> _HeaderPhase | None:
         """The header phase of the usual HTTP request in one pass, or None.
@@ -1108,6 +1115,21 @@ def _scan_headers(
         elif lowered == b"trailer":
             raise MalformedRequest(_NO_TRAILERS)
     return host, length, declared, ", ".join(digests) if digests else None
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router sees: ``scope["path"]`` less ``scope["root_path"]``
+    (uvicorn's ``--root-path``, a mount), as Starlette's router takes it off."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :]
+    return path
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether ``path`` has a ``.`` or ``..`` segment (RFC 3986 §3.3)."""
+    return "/." in path and any(segment in (".", "..") for segment in path.split("/"))
 
 
 def _exemptions(
