@@ -5,22 +5,28 @@ fresh namespace; a block whose first line is ``# doctest: skip`` is a fragment
 and is left out. When a ```text title="Output"``` block follows a Python block
 (only blank lines between), the example's standard output must equal it exactly.
 The tables of component values in docs/concepts/components.md are checked
-against the library, docs/api.md must mention every public name, and the Python
-block of README.md's Quickstart runs and prints what its comment shows.
+against the library, docs/api.md must mention every public name, every problem
+``type`` URI the middleware answers with lands on an anchor of docs/errors.md, and
+the Python block of README.md's Quickstart runs and prints what its comment shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import markdown
 import pytest
+from mkdocs.config import load_config
 
 import hmacguard
 from hmacguard._components import component_from_spec, component_value
+from hmacguard._error_response import _MESSAGES, ErrorResponder
+from hmacguard._error_response import DOCS as PROBLEM_DOCS
 from hmacguard._message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,6 +242,60 @@ def test_api_reference_documents_every_public_name() -> None:
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     for name in hmacguard.__all__:
         assert f"::: hmacguard.{name}\n" in text or f"### `{name}`" in text, name
+
+
+# -- problem type links ------------------------------------------------------------
+
+
+def _rendered_ids(page: str) -> set[str]:
+    """The ids of a page's HTML, rendered with the site's own Markdown extensions.
+
+    The same extensions and options mkdocs builds with (mkdocs.yml, plus mkdocs's
+    built-in toc, tables and fenced_code): heading slugs and ``{ #id }`` anchors.
+    """
+    config = load_config(str(ROOT / "mkdocs.yml"))
+    assert config.use_directory_urls, "problem type URIs assume errors.md is served at errors/"
+    converter = markdown.Markdown(
+        extensions=config.markdown_extensions, extension_configs=config.mdx_configs
+    )
+    html = converter.convert((DOCS / page).read_text(encoding="utf-8"))
+    return set(re.findall(r'\bid="([^"]+)"', html))
+
+
+def test_every_problem_type_uri_lands_on_an_anchor_of_the_errors_page() -> None:
+    """Each reason's problem ``type`` (``.../errors/#invalid-signature``) has its anchor.
+
+    Every VerificationError class is rendered by the middleware's ErrorResponder
+    (the four hidden reasons are told ``invalid_signature``), and so is every reason
+    the responder has a message for; each URI must point at docs/errors.md's page
+    and at an id that page's HTML has.
+    """
+    assert PROBLEM_DOCS.endswith("/errors/"), PROBLEM_DOCS
+    ids = _rendered_ids("errors.md")
+    errors = [
+        obj
+        for obj in vars(hmacguard).values()
+        if isinstance(obj, type)
+        and issubclass(obj, hmacguard.VerificationError)
+        and obj is not hmacguard.VerificationError
+    ]
+    assert len(errors) >= 17
+    responder = ErrorResponder(None)
+    reasons = {error.reason for error in errors} | set(_MESSAGES)
+
+    def named(reason: str) -> type[hmacguard.VerificationError]:
+        return type("E", (hmacguard.VerificationError,), {"reason": reason})
+
+    instances = [error("x") for error in errors] + [named(reason)("x") for reason in reasons]
+    for error in instances:
+        _, _, body = responder.render(error)
+        uri = json.loads(body)["type"]
+        page, _, anchor = uri.partition("#")
+        assert page == PROBLEM_DOCS, uri
+        assert anchor in ids, f"{uri}: docs/errors.md has no id {anchor!r}"
+    # Each reason, hidden or not, also has an anchor of its own on the page.
+    for reason in reasons:
+        assert reason.replace("_", "-") in ids, reason
 
 
 # -- README.md -------------------------------------------------------------------

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hmacguard import MemoryNonceStore, NonceStore, NonceStoreUnavailable, nonce_key
+from hmacguard import MemoryNonceStore, NonceStore, NonceStoreUnavailable, _nonce_store, nonce_key
+from uvicorn_server import UvicornServer
 
 TTL = 361.0
 
@@ -246,23 +249,99 @@ class TestMemoryNonceStore(NonceStoreContract):
             MemoryNonceStore(max_entries=max_entries)
 
     def test_warns_with_several_workers(
-        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self, fresh_process: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
         """WEB_CONCURRENCY above 1 logs a warning: each worker would have its own memory (R4)."""
-        monkeypatch.setenv("WEB_CONCURRENCY", "4")
+        fresh_process.setenv("WEB_CONCURRENCY", "4")
         with caplog.at_level(logging.WARNING, logger="hmacguard"):
             MemoryNonceStore()
         assert [r.levelno for r in caplog.records] == [logging.WARNING]
         assert "WEB_CONCURRENCY=4" in caplog.records[0].getMessage()
 
     def test_silent_with_one_worker(
-        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self, fresh_process: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """One worker (or no WEB_CONCURRENCY) logs nothing."""
-        monkeypatch.setenv("WEB_CONCURRENCY", "1")
+        """One worker (or no WEB_CONCURRENCY), not started by multiprocessing, logs nothing."""
+        fresh_process.setenv("WEB_CONCURRENCY", "1")
         with caplog.at_level(logging.DEBUG, logger="hmacguard"):
             MemoryNonceStore()
         assert caplog.records == []
+
+    def test_warns_in_a_multiprocessing_child(
+        self, fresh_process: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A process started through multiprocessing (uvicorn --workers) is warned about (R4)."""
+        fresh_process.setattr(multiprocessing, "parent_process", lambda: _Parent(4242))
+        with caplog.at_level(logging.WARNING, logger="hmacguard"):
+            MemoryNonceStore()
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+        message = caplog.records[0].getMessage()
+        assert "started through multiprocessing (parent pid 4242)" in message
+        assert "uvicorn --workers" in message
+        assert "use RedisNonceStore" in message
+
+    def test_warns_once_per_process(
+        self, fresh_process: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Several stores in one worker (e.g. two middlewares) give one warning, not one each."""
+        fresh_process.setenv("WEB_CONCURRENCY", "4")
+        fresh_process.setattr(multiprocessing, "parent_process", lambda: _Parent(4242))
+        with caplog.at_level(logging.WARNING, logger="hmacguard"):
+            MemoryNonceStore()
+            MemoryNonceStore(max_entries=10)
+        assert len(caplog.records) == 1
+        assert "WEB_CONCURRENCY=4" in caplog.records[0].getMessage()
+
+
+class _Parent:
+    """What ``multiprocessing.parent_process()`` returns in a child: here, only a pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """This process as if no store had warned yet, not started by multiprocessing."""
+    monkeypatch.setattr(_nonce_store, "_workers_warned", False)
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: None)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    return monkeypatch
+
+
+# -- the warning under a real uvicorn ------------------------------------------------
+
+_WORKER_WARNING = "MemoryNonceStore keeps nonces in this process only"
+
+
+def _served_log(workers: int | None) -> tuple[str, int | None]:
+    """Start the echo app (default memory store) under uvicorn; return its log and pid."""
+    env = {"HMACGUARD_TEST_NONCE_STORE": "memory", "WEB_CONCURRENCY": "1"}
+    with UvicornServer("tests.apps.echo_app:app", env=env, workers=workers) as server:
+        # Every worker has built its middleware (and store) at start-up, in the lifespan.
+        assert httpx.get(server.url + "/_stats", timeout=5).status_code == 200
+        server.assert_no_server_errors()
+        return server.log(), server.pid
+
+
+def test_threat_R4_uvicorn_workers_log_the_memory_store_warning() -> None:
+    """``uvicorn --workers 2`` with the default store: each worker warns once, naming uvicorn.
+
+    WEB_CONCURRENCY is 1 here, so the warning comes from multiprocessing's parent alone.
+    """
+    log, supervisor = _served_log(workers=2)
+    warnings = [line for line in log.splitlines() if _WORKER_WARNING in line]
+    assert len(warnings) == 2, log
+    for line in warnings:
+        assert f"started through multiprocessing (parent pid {supervisor})" in line
+        assert "use RedisNonceStore" in line
+
+
+def test_uvicorn_one_worker_logs_no_memory_store_warning() -> None:
+    """One uvicorn process (no --workers) with the default store: no warning."""
+    log, _ = _served_log(workers=None)
+    assert "Application startup complete" in log
+    assert _WORKER_WARNING not in log
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ from ._structured_fields import InnerList, Item, serialize_dictionary
 
 __all__ = ["ErrorResponder"]
 
+# A problem's type is DOCS#<reason, "_" as "-">: docs/errors.md gives each reason's
+# table row that id, and tests/test_docs.py checks that every reason's link lands.
 DOCS = "https://hmacguard.readthedocs.io/en/latest/errors/"
 
 # reason -> (title, what the client is told). The reasons in _CLIENT_REASON are

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -22,6 +23,10 @@ from ._errors import NonceStoreUnavailable
 __all__ = ["MemoryNonceStore", "NonceStore", "nonce_key"]
 
 logger = logging.getLogger("hmacguard")
+
+# The warning that a memory store is one worker's only is logged once per process.
+_workers_warned = False
+_workers_lock = threading.Lock()
 
 
 def nonce_key(key_id: str, nonce: str) -> str:
@@ -70,9 +75,10 @@ class MemoryNonceStore:
             until entries expire: evicting an unexpired nonce would re-open
             a replay. Each entry takes about 210 bytes (measured: 127 for the
             bookkeeping plus the key); a nonce stays for the verifier's
-            ``nonce_ttl`` (330 s by default), so the default holds a
-            sustained 3,000 requests/s. A warning is logged when the store
-            reaches 90% of it.
+            ``nonce_ttl`` (361 s by default: ``max_age`` 300 s, plus twice
+            ``clock_skew`` 30 s, plus 1), so the default holds a sustained
+            1,000,000 / 361, about 2,770 requests/s. A warning is logged when
+            the store reaches 90% of it.
         clock: a monotonic clock in seconds.
 
     ``add`` is atomic for asyncio (there is no ``await`` between the check and
@@ -83,6 +89,9 @@ class MemoryNonceStore:
 
     Every worker process has its own memory: with several workers or hosts,
     use ``RedisNonceStore`` so a request accepted by one is a replay for all.
+    Building one logs a warning (once per process) when ``WEB_CONCURRENCY``
+    is above 1 or the process was started through :mod:`multiprocessing`, as
+    ``uvicorn --workers`` (and ``--reload``) start theirs.
     """
 
     def __init__(
@@ -103,14 +112,7 @@ class MemoryNonceStore:
         # When the oldest entry expires: until then, add() has nothing to sweep.
         self._next_expiry = math.inf
         self._lock = threading.Lock()
-        workers = os.environ.get("WEB_CONCURRENCY", "1")
-        if workers.isascii() and workers.isdigit() and int(workers) > 1:
-            logger.warning(
-                "MemoryNonceStore keeps nonces in this process only, but WEB_CONCURRENCY=%s: "
-                "a request accepted by one worker can be replayed to another; "
-                "use RedisNonceStore",
-                workers,
-            )
+        _warn_if_one_of_several_workers()
 
     def __repr__(self) -> str:
         return f"MemoryNonceStore(entries={len(self._expiry)}, max_entries={self._max_entries})"
@@ -192,3 +194,43 @@ class MemoryNonceStore:
     def _rearm_warning(self) -> None:
         if self._warned and len(self._expiry) < self._rearm_at:
             self._warned = False
+
+
+def _warn_if_one_of_several_workers() -> None:
+    """Warn, once per process, when this process may be one of several workers.
+
+    Two signs are read: ``WEB_CONCURRENCY`` above 1 (uvicorn and gunicorn take
+    their worker count from it when none is given), and a parent process that
+    started this one through :mod:`multiprocessing`, as ``uvicorn --workers N``
+    starts its workers (and ``uvicorn --reload`` its one server, which is warned
+    about too). gunicorn forks its workers with ``os.fork``: there, ``-w N`` is
+    not seen, only ``WEB_CONCURRENCY``.
+    """
+    global _workers_warned  # noqa: PLW0603  (one warning per process, on purpose)
+    with _workers_lock:
+        if _workers_warned:
+            return
+        workers = os.environ.get("WEB_CONCURRENCY", "1")
+        if workers.isascii() and workers.isdigit() and int(workers) > 1:
+            _workers_warned = True
+            logger.warning(
+                "MemoryNonceStore keeps nonces in this process only, but WEB_CONCURRENCY=%s: "
+                "a request accepted by one worker can be replayed to another; "
+                "use RedisNonceStore",
+                workers,
+            )
+            return
+        # A process started through multiprocessing has imported it (its
+        # bootstrap runs there); anything else need not import it to find out.
+        spawner = sys.modules.get("multiprocessing")
+        parent = None if spawner is None else spawner.parent_process()
+        if parent is not None:
+            _workers_warned = True
+            logger.warning(
+                "MemoryNonceStore keeps nonces in this process only, but this process was "
+                "started through multiprocessing (parent pid %s), as uvicorn --workers "
+                "starts its workers (and --reload its server): if several workers serve "
+                "this app, a request accepted by one can be replayed to another; "
+                "use RedisNonceStore",
+                parent.pid,
+            )
