@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ import httpx
 import pytest
 
 from asgi_helpers import logged_reasons
-from hmacguard import Verifier
+from hmacguard import HMACKey, Verifier
 from hmacguard._cli import main, parse_request
 from hmacguard.webhooks.standard import decode_whsec
 from redis_server import RedisServer, require_redis_server
@@ -34,7 +35,7 @@ NOW = 1_700_000_000
 SECRET = base64.b64encode(b"k" * 32).decode("ascii")
 KEY_ID = "client-1"
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("demo", "keygen", "digest", "sign", "verify")
+SUBCOMMANDS = ("demo", "keygen", "fingerprint", "digest", "sign", "verify")
 
 
 @dataclass
@@ -153,6 +154,73 @@ def test_keygen_refuses_unusable_lengths(cli: Run, args: tuple[str, ...]):
     assert "--bytes" in result.err or "whsec" in result.err
 
 
+# -- fingerprint ---------------------------------------------------------------
+
+
+def test_fingerprint_from_file_stdin_env_and_option_is_the_keys(
+    cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`fingerprint` prints HMACKey.fingerprint, reading the secret as sign does (and from
+    stdin with --secret-file -), and never the secret."""
+    expected = HMACKey(KEY_ID, b"k" * 32).fingerprint
+    path = tmp_path / "client-1.key"
+    path.write_text(SECRET + "\n")
+    results = [
+        cli("fingerprint", "--secret-file", str(path)),
+        cli("fingerprint", "--secret-file", "-", stdin=(SECRET + "\n").encode()),
+        cli("fingerprint", "--secret", "whsec_" + SECRET),
+    ]
+    monkeypatch.setenv("HMACGUARD_SECRET", SECRET)
+    results.append(cli("fingerprint"))
+    for result in results:
+        assert (result.code, result.out, result.err) == (0, expected + "\n", "")
+        _assert_no_secret(result)
+    other = cli("fingerprint", "--secret", base64.b64encode(b"q" * 32).decode())
+    assert other.out.strip() != expected
+
+
+def test_fingerprint_of_a_new_key_matches_on_both_sides(cli: Run):
+    """A key from keygen fingerprints the same through the command and through HMACKey."""
+    text = cli("keygen").out.strip()
+    assert cli("fingerprint", "--secret", text).out.strip() == HMACKey(KEY_ID, text).fingerprint
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        ((), b"", "no secret"),
+        (("--secret-file", "-"), b"\n", "no secret on standard input"),
+        (("--secret-file", "-", "--secret", SECRET), b"", "not both"),
+        (("--secret", "not base64!"), b"", "base64"),
+    ],
+    ids=["none", "empty-stdin", "both", "not-base64"],
+)
+def test_fingerprint_without_a_usable_secret_is_a_usage_error(
+    cli: Run, args: tuple[str, ...], stdin: bytes, message: str
+):
+    """No secret, two of them or one that is not base64 exits 2 with a reason."""
+    result = cli("fingerprint", *args, stdin=stdin)
+    assert result.code == 2
+    assert result.out == ""
+    assert message in result.err
+    assert "not base64!" not in result.err
+
+
+@pytest.mark.parametrize("command", ["fingerprint", "sign"])
+def test_hex_key_file_is_refused_with_a_conversion_hint(cli: Run, tmp_path: Path, command: str):
+    """A key from `keygen --format hex` is not read as base64 (another key): exit 2 with the
+    way to convert it, never its text."""
+    hex_text = cli("keygen", "--format", "hex").out.strip()
+    path = tmp_path / "client-1.hex"
+    path.write_text(hex_text + "\n")
+    args = ("GET", "https://api.example/", "--key-id", KEY_ID) if command == "sign" else ()
+    result = cli(command, *args, "--secret-file", str(path))
+    assert result.code == 2
+    assert "hex digits" in result.err
+    assert "xxd -r -p F | base64" in result.err
+    assert hex_text[:12] not in result.out + result.err
+
+
 # -- digest --------------------------------------------------------------------
 
 
@@ -250,6 +318,18 @@ def test_sign_bad_input_is_usage_error(cli: Run, args: tuple[str, ...], message:
     assert result.out == ""
     assert message in result.err
     assert "not base64!" not in result.err
+
+
+def test_sign_url_not_percent_encoded_is_usage_error(cli: Run):
+    """A space in the URL cannot be sent as it is: exit 2 naming its position, not the query."""
+    result = cli(
+        "sign", "GET", "https://api.example/a?token=t0k3n-value&q=x y", "--key-id", KEY_ID,
+        "--secret", SECRET,
+    )  # fmt: skip
+    assert result.code == 2
+    assert result.out == ""
+    assert "url[43] is a space, in the query" in result.err
+    assert "t0k3n-value" not in result.err
 
 
 # -- secrets ---------------------------------------------------------------------
@@ -490,6 +570,29 @@ def test_every_subcommand_help_has_example_and_exit_codes(cli: Run, command: str
     assert "exit codes:" in result.out
 
 
+# The codes each subcommand can return: only verify and demo ever exit 1.
+EXIT_CODES = {
+    "demo": ["0", "1", "2"],
+    "keygen": ["0", "2"],
+    "fingerprint": ["0", "2"],
+    "digest": ["0", "2"],
+    "sign": ["0", "2"],
+    "verify": ["0", "1", "2"],
+}
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_subcommand_help_lists_only_its_own_exit_codes(cli: Run, command: str):
+    """Each subcommand's exit-code table lists the codes it returns and no other
+    subcommand's lines; the top-level --help keeps the whole table."""
+    table = cli(command, "--help").out.split("exit codes:\n")[1]
+    codes = [line.split()[0] for line in table.splitlines() if line.strip()]
+    assert codes == EXIT_CODES[command]
+    others = [name for name in SUBCOMMANDS if name != command]
+    assert not [name for name in others if f"{name}:" in table]
+    assert "verify: the request is rejected" in cli("--help").out
+
+
 def test_usage_error_exits_2(cli: Run):
     """An unknown subcommand or a missing argument is exit 2 (argparse's usage error)."""
     assert cli("frobnicate").code == 2
@@ -503,7 +606,7 @@ def test_cli_and_keygen_load_no_web_packages():
         "from hmacguard._cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['keygen']); main(['--help'])\n"
-        "    main(['sign', 'GET', 'https://a.example/', '--key-id', 'k', '--secret', 'a'*44])\n"
+        "    main(['sign', 'GET', 'https://a.example/', '--key-id', 'k', '--secret', 'k'*44])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('httpx', 'starlette', 'uvicorn', 'anyio', 'redis')))\n"
     )
@@ -591,6 +694,50 @@ def test_demo_exits_1_when_an_outcome_differs(
     assert "UNEXPECTED: wanted 200 accepted\n" in out
     assert "UNEXPECTED: wanted 401 invalid_signature (logged expired)\n" in out
     assert "2 of 2 outcomes were not as expected" in out
+
+
+def test_demo_with_redis_url_but_without_the_redis_extra_exits_2_with_the_pip_line():
+    """HMACGUARD_REDIS_URL set without redis installed: exit 2 and the install line, as
+    docs/cli.md promises, not an ImportError traceback."""
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "from hmacguard._cli import main\n"
+        "raise SystemExit(main(['demo']))\n"
+    )
+    result = _python("-c", code, env={"HMACGUARD_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert result.code == 2, result.err
+    assert 'pip install "hmacguard[redis]"' in result.err
+    assert "Traceback" not in result.err
+    assert result.out == ""
+
+
+def test_demo_with_unreachable_redis_exits_2_naming_the_url_without_its_password(
+    cli: Run, monkeypatch: pytest.MonkeyPatch
+):
+    """Redis that does not answer is reported before the demo starts (not as four
+    unexpected 503 rows): exit 2, the URL with its password masked, and what to do."""
+    with socket.socket() as closed:  # bound but not listening: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        monkeypatch.setenv("HMACGUARD_REDIS_URL", f"redis://demo:hunter2@127.0.0.1:{port}/0")
+        result = cli("demo")
+    assert result.code == 2
+    assert result.out == ""
+    assert f"redis://demo:***@127.0.0.1:{port}/0 did not answer" in result.err
+    assert "unset HMACGUARD_REDIS_URL" in result.err
+    assert "hunter2" not in result.err
+
+
+def test_demo_with_an_invalid_redis_url_exits_2_without_its_password(
+    cli: Run, monkeypatch: pytest.MonkeyPatch
+):
+    """A Redis URL the store cannot use is a usage error that masks the password."""
+    monkeypatch.setenv("HMACGUARD_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0?frobnicate=1")
+    result = cli("demo")
+    assert result.code == 2
+    assert "frobnicate" in result.err
+    assert "hunter2" not in result.err
 
 
 class _Terminal(io.StringIO):

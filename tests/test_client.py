@@ -325,6 +325,73 @@ def test_top_level_name_is_the_httpx_auth() -> None:
     assert issubclass(HMACAuth, httpx.Auth)
 
 
+def test_used_with_requests_it_names_the_requests_auth() -> None:
+    """requests calls an auth as a function: the httpx HMACAuth says which class to use
+    instead of "'HMACAuth' object is not callable", and stays an httpx.Auth."""
+    import requests  # noqa: PLC0415  (the other client library)
+
+    auth = make_auth()
+    with pytest.raises(TypeError, match=r"for requests use hmacguard\.requests\.HMACAuth"):
+        requests.Request("GET", "http://api.example/t", auth=auth).prepare()  # type: ignore[arg-type]
+    assert isinstance(auth, httpx.Auth)
+    request = httpx.Request("GET", "http://api.example/t")
+    next(auth.sync_auth_flow(request))
+    assert verify(request).key_id == "client-1"
+
+
+async def _async_chunks() -> AsyncIterator[bytes]:
+    yield BODY
+
+
+def _sync_chunks() -> Iterator[bytes]:
+    yield BODY
+
+
+def _recording_transport() -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    return httpx.MockTransport(handler), sent
+
+
+def test_sync_client_with_an_async_body_is_a_clear_error_not_an_assertion() -> None:
+    """httpx.Client cannot send an async generator: the auth says so (a RuntimeError naming
+    AsyncClient, as httpx does without an auth) before anything is sent."""
+    transport, sent = _recording_transport()
+    with (
+        httpx.Client(transport=transport, auth=make_auth()) as client,
+        pytest.raises(RuntimeError, match=r"async iterator.*sync httpx\.Client.*AsyncClient"),
+    ):
+        client.post("http://api.example/t", content=_async_chunks())
+    assert sent == []
+
+
+async def test_async_client_with_a_sync_body_is_a_clear_error_not_an_assertion() -> None:
+    """httpx.AsyncClient cannot send a sync generator: the auth says so, naming httpx.Client."""
+    transport, sent = _recording_transport()
+    async with httpx.AsyncClient(transport=transport, auth=make_auth()) as client:
+        with pytest.raises(RuntimeError, match=r"sync iterator.*httpx\.AsyncClient.*httpx\.Client"):
+            await client.post("http://api.example/t", content=_sync_chunks())
+    assert sent == []
+
+
+def test_matching_bodies_still_sign_in_both_clients() -> None:
+    """A sync generator with Client and an async one with AsyncClient are signed as before."""
+    transport, sent = _recording_transport()
+    with httpx.Client(transport=transport, auth=make_auth()) as client:
+        client.post("http://api.example/t", content=_sync_chunks())
+
+    async def send_async() -> None:
+        async with httpx.AsyncClient(transport=transport, auth=make_auth()) as client:
+            await client.post("http://api.example/t", content=_async_chunks())
+
+    asyncio.run(send_async())
+    assert [verify(request).components[-1] for request in sent] == ["content-digest"] * 2
+
+
 def _run(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603  (our interpreter, our code)
         [sys.executable, "-c", textwrap.dedent(code)],

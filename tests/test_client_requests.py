@@ -214,6 +214,32 @@ def test_repr_hides_the_secret_and_construction_rules_are_shared() -> None:
     assert HMACAuth(signer=make_auth().signer).signer.key.key_id == "client-1"
 
 
+def test_used_with_httpx_it_names_the_httpx_auth() -> None:
+    """httpx calls a callable auth with its own Request: the requests HMACAuth says which
+    class to use instead of "'Request' object has no attribute 'hooks'"."""
+    import httpx  # noqa: PLC0415  (the other client library)
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(TypeError, match=r"for httpx use hmacguard\.HMACAuth"),
+    ):
+        client.get("http://api.example/t", auth=make_auth())  # type: ignore[arg-type]
+    assert sent == []
+    assert isinstance(make_auth(), requests.auth.AuthBase)
+
+
+def test_called_with_an_unprepared_request_it_says_what_it_signs() -> None:
+    """Anything but a PreparedRequest is a TypeError naming what the auth expects."""
+    with pytest.raises(TypeError, match=r"signs a requests\.PreparedRequest, not Request"):
+        make_auth()(requests.Request("GET", "http://api.example/t"))  # type: ignore[arg-type]
+
+
 def test_missing_requests_extra_names_the_pip_install() -> None:
     """Without requests, importing hmacguard.requests names the extra to install."""
     result = _run(

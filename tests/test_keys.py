@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import hmac
 import pickle
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -473,3 +475,95 @@ def test_static_keyring_is_not_async_and_its_dummy_is_named_unknown() -> None:
     keyring = Keyring([HMACKey("a", b"a" * 32)])
     assert keyring.is_async is False
     assert keyring.dummy.key_id == "unknown"
+
+
+# -- text and bytes that would silently give another key -----------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [SECRET.hex(), SECRET.hex().upper(), "0x" + SECRET.hex(), f" {SECRET.hex()}\n", "a" * 44],
+    ids=["lower", "upper", "0x-prefix", "surrounding-space", "a-times-44"],
+)
+def test_hex_text_secret_is_refused_with_the_fix(text: str) -> None:
+    """Text made only of hex digits is refused, not read as base64 (another key), and the
+    error says what to pass instead, without quoting the text."""
+    with pytest.raises(ValueError, match="hex digits") as info:
+        HMACKey("client-1", text)
+    assert "bytes.fromhex" in str(info.value)
+    chain = texts_of(info.value)
+    assert text.strip()[:12] not in chain
+    assert text.strip()[-12:] not in chain
+
+
+def test_hex_secret_as_bytes_is_the_same_key() -> None:
+    """bytes.fromhex(text), as the error suggests, is the key the hex text names."""
+    assert HMACKey("client-1", bytes.fromhex(SECRET.hex())) == HMACKey("client-1", SECRET)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_padded_base64_of_keygen_sizes_is_never_taken_for_hex(size: int) -> None:
+    """base64 of 32 or 64 bytes ends in "=", so even text otherwise all hex digits decodes."""
+    padding = "=" * (-size % 3)
+    text = "a" * (len(base64.b64encode(bytes(size))) - len(padding)) + padding
+    assert len(HMACKey("client-1", text, f"hmac-sha{size * 8}").secret) == size
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize(
+    "encoding", [STANDARD, URLSAFE, SECRET.hex()], ids=["standard", "url-safe", "hex"]
+)
+def test_bytes_of_a_key_file_with_its_line_end_are_refused(encoding: str, end: str) -> None:
+    """The bytes of a key file (Path(...).read_bytes(): text and a newline) are not a key."""
+    with pytest.raises(ValueError, match="read_bytes") as info:
+        HMACKey("client-1", (encoding + end).encode())
+    assert "read_text" in str(info.value)
+    assert encoding[:12] not in texts_of(info.value)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        SECRET + b"\n",
+        b"k" * 32,
+        STANDARD.encode(),
+        b"\n" + b"k" * 32,
+        b"k" * 16 + b"\n" + b"k" * 16,
+    ],
+    ids=["binary-then-newline", "printable", "base64-without-newline", "leading", "middle"],
+)
+def test_raw_bytes_with_or_without_a_newline_are_accepted(secret: bytes) -> None:
+    """Only text ending in a line end is refused: binary bytes, or text without one, stay keys."""
+    assert HMACKey("client-1", secret).secret == secret
+
+
+# -- fingerprint ----------------------------------------------------------------------
+
+
+def test_fingerprint_names_the_secret_without_showing_it() -> None:
+    """16 hex digits, equal for every form of one secret, different for another secret,
+    domain-separated (not a prefix of the secret's plain SHA-256) and not in repr."""
+    key = HMACKey("client-1", SECRET)
+    assert re.fullmatch(r"[0-9a-f]{16}", key.fingerprint)
+    for same in (HMACKey("server-side", STANDARD), HMACKey("x", URLSAFE, "hmac-sha256")):
+        assert same.fingerprint == key.fingerprint
+    assert HMACKey("client-1", b"k" * 32).fingerprint != key.fingerprint
+    assert key.fingerprint not in hashlib.sha256(SECRET).hexdigest()
+    assert key.fingerprint not in repr(key)
+    for form in (SECRET.hex(), STANDARD, URLSAFE):
+        assert form[:8] not in key.fingerprint
+
+
+def test_fingerprint_value_is_stable() -> None:
+    """The fingerprint is a published format: this value must never change."""
+    assert (
+        HMACKey("client-1", b"k" * 32).fingerprint
+        == (hashlib.sha256(b"hmacguard key fingerprint v1\0" + b"k" * 32).hexdigest()[:16])
+    )
+
+
+def test_fingerprint_is_read_only() -> None:
+    """A fingerprint cannot be set."""
+    key = HMACKey("client-1", SECRET)
+    with pytest.raises(AttributeError):
+        key.fingerprint = "0" * 16  # type: ignore[misc]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -367,6 +369,107 @@ def test_repr_hides_the_secret() -> None:
     signer = Signer(KEY)
     assert repr(signer) == "Signer(key_id='client-1', label='sig1')"
     assert signer.key is KEY
+
+
+# -- bodies that are not bytes -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"amount": 10}', "body must be bytes (got str): encode it, e.g. body.encode()"),
+        (
+            {"amount": 10},
+            "body must be bytes (got dict): serialize it, e.g. json.dumps(body).encode()",
+        ),
+        ([1, 2], "body must be bytes (got list): serialize it, e.g. json.dumps(body).encode()"),
+        (14, "body must be bytes (got int): pass the exact bytes that are sent"),
+    ],
+    ids=["str", "dict", "list", "int"],
+)
+def test_a_body_that_is_not_bytes_is_a_clear_type_error(body: object, message: str) -> None:
+    """A str, a dict or an int body is refused with a sentence saying how to fix it, not
+    Python's own "string argument without an encoding" (or 14 zero bytes signed)."""
+    with pytest.raises(TypeError) as info:
+        sign(body=body, method="POST")  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [bytearray(BODY), memoryview(BODY), array.array("B", BODY)],
+    ids=["bytearray", "memoryview", "array"],
+)
+def test_bytes_like_bodies_sign_as_their_bytes(body: Any) -> None:
+    """bytearray, memoryview and other buffers sign exactly like the bytes they hold."""
+    assert sign(body=body, method="POST", nonce=False) == sign(
+        body=BODY, method="POST", nonce=False
+    )
+
+
+def test_verifier_refuses_a_str_body_with_the_same_clear_error() -> None:
+    """Verifier.verify and averify refuse a str body by name, not with hashlib's message."""
+    headers = sign(body=BODY, method="POST")
+    verifier = Verifier([KEY])
+    with pytest.raises(TypeError, match=re.escape("body must be bytes (got str): encode it")):
+        verifier.verify("POST", URL, headers, BODY.decode(), now=NOW)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("body must be bytes (got dict)")):
+        asyncio.run(verifier.averify("POST", URL, headers, {"amount": 10}, now=NOW))  # type: ignore[arg-type]
+    for body in (BODY, bytearray(BODY), memoryview(BODY)):
+        assert verifier.verify("POST", URL, headers, body, now=NOW).key_id == "client-1"  # type: ignore[arg-type]
+
+
+# -- URLs that are not as sent -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://api.example/a b", "url[21] is a space, in the path"),
+        ("https://api.example/a?q=x y", "url[25] is a space, in the query"),
+        ("https://api.example/caf\u00e9", "url[23] is a non-ASCII character (U+00E9), in the path"),
+        (b"https://api.example/caf\xc3\xa9", "url[23] is a non-ASCII character (U+00C3), in the"),
+        ("https://api.example/a?q=\x00", "url[24] is a control character (U+0000), in the query"),
+        ("https://api.example/a\tb", "url[21] is a control character (U+0009), in the path"),
+        ("https://api.example/a?q=\x7f", "url[24] is a control character (U+007F), in the query"),
+        (
+            "https://b\u00fccher.example/",
+            "url[9] is a non-ASCII character (U+00FC), in the authority",
+        ),
+    ],
+    ids=["space-path", "space-query", "non-ascii", "non-ascii-bytes", "nul", "tab", "del", "idn"],
+)
+def test_a_url_not_encoded_as_sent_is_refused_by_position(url: str | bytes, message: str) -> None:
+    """A space, a control or a non-ASCII character cannot be sent as it is: the signer
+    refuses it, naming its index and part, instead of signing what the server never sees."""
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        Signer(KEY).sign("GET", url, {})
+    assert "sign the URL exactly as it is sent" in str(info.value)
+
+
+def test_a_url_error_never_quotes_the_query() -> None:
+    """The query may hold a token: the error names a position, not the URL."""
+    token = "tok_4f9a8b7c6d5e"
+    with pytest.raises(ValueError, match="in the query") as info:
+        Signer(KEY).sign("GET", f"https://api.example/a?token={token}&q=x y", {})
+    assert token not in str(info.value)
+    assert "api.example" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.example/a%20b?q=x%20y",
+        "https://api.example/caf%C3%A9",
+        "https://api.example/{x}|^?q=[]",
+        "https://api.example/a#a fragment is not sent",
+    ],
+    ids=["percent-encoded", "utf-8-encoded", "other-printable", "fragment"],
+)
+def test_urls_that_can_be_sent_as_they_are_are_signed(url: str) -> None:
+    """Percent-encoded URLs, printable characters and a fragment's content are fine."""
+    headers = Signer(KEY).sign("GET", url, {}, now=NOW)
+    assert Verifier([KEY]).verify("GET", url, headers, now=NOW).key_id == "client-1"
 
 
 # -- round trips ------------------------------------------------------------------

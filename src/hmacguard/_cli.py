@@ -1,12 +1,14 @@
-"""The ``hmacguard`` command: keygen, digest, sign, verify (with ``--explain``) and demo.
+"""The ``hmacguard`` command: keygen, fingerprint, digest, sign, verify (with ``--explain``)
+and demo.
 
 Only the standard library is imported here, so ``hmacguard --help`` and the
-four offline subcommands start fast and work without any extra; ``demo``
+offline subcommands start fast and work without any extra; ``demo``
 imports httpx, starlette and uvicorn when it runs (``hmacguard[demo]``).
 
-Exit codes, for every subcommand: 0 success (``verify``: the signature is
-valid), 1 ``verify``: the request is rejected (``demo``: an outcome differed
-from the script), 2 a usage error or input that cannot be read or parsed.
+Exit codes: 0 success (``verify``: the signature is valid), 1 only from
+``verify`` (the request is rejected) and ``demo`` (an outcome differed from the
+script), 2 a usage error or input that cannot be read or parsed. Each
+subcommand's ``--help`` lists the codes it can return.
 
 Secrets are read from ``--secret``, ``--secret-file`` or ``HMACGUARD_SECRET``
 and never printed: not in output, errors or ``--explain``.
@@ -34,7 +36,7 @@ from ._errors import (
     VerificationError,
 )
 from ._explain import Explainer
-from ._keys import HMACKey
+from ._keys import HMACKey, decode_secret, fingerprint
 from ._raw_request import RequestError, parse_request, request_url
 from ._signer import Signer
 from ._verifier import Verifier
@@ -48,11 +50,37 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
+_STDIN = "-"  # a file argument that means standard input
+
 _EXIT_CODES = """\
 exit codes:
   0  success (verify: the signature is valid)
   1  verify: the request is rejected; demo: an outcome differed from the script
   2  usage error, unreadable input or a request that cannot be parsed"""
+
+
+def _exit_codes(*lines: str) -> str:
+    """A subcommand's exit-code table: only the codes it can return."""
+    return "exit codes:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_EXIT_DEMO = _exit_codes(
+    "0  every outcome was as expected (--serve: stopped with Ctrl-C)",
+    "1  an outcome differed from the script",
+    "2  usage error, a missing extra, or HMACGUARD_REDIS_URL invalid or unreachable",
+)
+_EXIT_KEYGEN = _exit_codes("0  success", "2  usage error (e.g. --bytes out of range)")
+_EXIT_FINGERPRINT = _exit_codes("0  success", "2  usage error, or a missing or bad secret")
+_EXIT_DIGEST = _exit_codes("0  success", "2  usage error or unreadable file")
+_EXIT_SIGN = _exit_codes(
+    "0  success",
+    "2  usage error, a missing or bad secret, or a request that cannot be signed",
+)
+_EXIT_VERIFY = _exit_codes(
+    "0  the signature is valid",
+    "1  the request is rejected (the reason follows INVALID:)",
+    "2  usage error, a missing or bad secret, or input that is not a request",
+)
 
 _SECRET_HELP = (
     "secrets: --secret S (base64; visible to other local users in the process list), "
@@ -88,14 +116,21 @@ def _secret_text(args: argparse.Namespace) -> str:
     return text.strip()
 
 
+def _bad_key(exc: Exception) -> CLIError:
+    message = f"bad key: {exc}"  # the messages never quote the secret
+    if "hex digits" in message:
+        message += "; to convert a hex key file to base64: xxd -r -p F | base64"
+    return CLIError(message)
+
+
 def _load_key(args: argparse.Namespace) -> HMACKey:
     text = _secret_text(args)
     # A Standard Webhooks secret ("whsec_" + base64) is base64 too.
     text = text.removeprefix("whsec_")
     try:
         return HMACKey(args.key_id, text, args.algorithm)
-    except (TypeError, ValueError) as exc:  # the messages never quote the secret
-        raise CLIError(f"bad key: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise _bad_key(exc) from None
 
 
 # -- keygen --------------------------------------------------------------------
@@ -116,6 +151,26 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
         if args.format == "whsec":
             text = "whsec_" + text
     out.write(text + "\n")
+    return EXIT_OK
+
+
+# -- fingerprint ---------------------------------------------------------------
+
+
+def _cmd_fingerprint(args: argparse.Namespace, out: TextIO) -> int:
+    if args.secret_file == _STDIN:
+        if args.secret is not None:
+            raise CLIError("give --secret or --secret-file, not both")
+        text = sys.stdin.read().strip()
+        if not text:
+            raise CLIError("no secret on standard input")
+    else:
+        text = _secret_text(args)
+    try:
+        raw = decode_secret(text.removeprefix("whsec_"))
+    except ValueError as exc:
+        raise _bad_key(exc) from None
+    out.write(fingerprint(raw) + "\n")
     return EXIT_OK
 
 
@@ -306,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
             "what the server answered. Needs the demo extra: " + DEMO_PIP
         ),
         formatter_class=_Formatter,
-        epilog="examples:\n  hmacguard demo\n  hmacguard demo --serve\n\n" + _EXIT_CODES,
+        epilog="examples:\n  hmacguard demo\n  hmacguard demo --serve\n\n" + _EXIT_DEMO,
     )
     demo.add_argument(
         "--serve",
@@ -324,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  hmacguard keygen                    # 32 bytes, base64\n"
             "  hmacguard keygen --bytes 64         # for hmac-sha512\n"
-            "  hmacguard keygen --format whsec     # a Standard Webhooks secret\n\n" + _EXIT_CODES
+            "  hmacguard keygen --format whsec     # a Standard Webhooks secret\n\n" + _EXIT_KEYGEN
         ),
     )
     keygen.add_argument(
@@ -338,6 +393,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.set_defaults(handler=_cmd_keygen)
 
+    finger = sub.add_parser(
+        "fingerprint",
+        help="print a secret's fingerprint: compare keys, never secrets",
+        description=(
+            "Print the fingerprint of a secret: 16 hex digits (SHA-256 over a fixed prefix\n"
+            "and the secret, cut to 8 bytes) that HMACKey(...).fingerprint also gives. Equal\n"
+            "secrets have equal fingerprints: compare them between client and server to\n"
+            "find a key mismatch without copying the secret. The fingerprint is safe to\n"
+            "paste in a ticket; the secret is never printed.\n\n"
+            "secrets: --secret-file F ('-' for standard input), --secret S (base64; visible\n"
+            f"to other local users in the process list), or the {SECRET_ENV} environment\n"
+            "variable. A whsec_ prefix is accepted."
+        ),
+        formatter_class=_Formatter,
+        epilog=(
+            "examples:\n"
+            "  hmacguard fingerprint --secret-file client-1.key\n"
+            "  hmacguard keygen | tee client-2.key | hmacguard fingerprint --secret-file -\n\n"
+            + _EXIT_FINGERPRINT
+        ),
+    )
+    finger.add_argument("--secret", metavar="S", help="the secret, base64 (see above)")
+    finger.add_argument(
+        "--secret-file", metavar="F", help="a file holding the secret, base64; '-': stdin"
+    )
+    finger.set_defaults(handler=_cmd_fingerprint)
+
     digest = sub.add_parser(
         "digest",
         help="print the Content-Digest of a body",
@@ -346,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "examples:\n"
             "  hmacguard digest body.json\n"
-            "  printf '{\"a\": 1}' | hmacguard digest --alg sha-512\n\n" + _EXIT_CODES
+            "  printf '{\"a\": 1}' | hmacguard digest --alg sha-512\n\n" + _EXIT_DIGEST
         ),
     )
     digest.add_argument("file", nargs="?", default="-", metavar="FILE", help="default: stdin")
@@ -369,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  hmacguard sign POST https://api.example/orders \\\n"
             "      -H 'Content-Type: application/json' \\\n"
             '      -d \'{"sku": "A-1"}\' --key-id client-1 --secret-file client-1.key --curl\n\n'
-            + _EXIT_CODES
+            + _EXIT_SIGN
         ),
     )
     sign.add_argument("method", metavar="METHOD", help="the method, as sent (case-sensitive)")
@@ -407,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  hmacguard verify --key-id client-1 --secret-file client-1.key \\\n"
             "      --request captured.http --explain\n"
             "  curl -sv https://api.example/items 2>&1 >/dev/null | \\\n"
-            "      hmacguard verify --key-id client-1 --now 1700000000\n\n" + _EXIT_CODES
+            "      hmacguard verify --key-id client-1 --now 1700000000\n\n" + _EXIT_VERIFY
         ),
     )
     _add_secret_options(verify)

@@ -19,6 +19,7 @@ module only when ``demo`` runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -42,7 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ._cli import curl_command
+from ._cli import CLIError, curl_command
+from ._errors import NonceStoreUnavailable
 from ._httpx_auth import HMACAuth
 from ._keys import HMACKey
 from ._middleware import SignatureMiddleware
@@ -56,17 +58,54 @@ __all__ = ["DemoServer", "build_app", "run"]
 KEY_ID = "demo-client"
 MAX_BODY = 64 * 1024  # small, so the oversize row is quick
 REDIS_ENV = "HMACGUARD_REDIS_URL"
+REDIS_PIP = 'pip install "hmacguard[redis]"'
 HOST = "127.0.0.1"
 
 
 def make_store() -> tuple[NonceStore, str]:
-    """The nonce store (Redis when ``HMACGUARD_REDIS_URL`` is set) and its description."""
-    url = os.environ.get(REDIS_ENV)
-    if url:
-        from ._redis_nonce_store import RedisNonceStore  # noqa: PLC0415  (the redis extra)
+    """The nonce store (Redis when ``HMACGUARD_REDIS_URL`` is set) and its description.
 
-        return RedisNonceStore(url), f"Redis ({REDIS_ENV})"
-    return MemoryNonceStore(), "in memory (set HMACGUARD_REDIS_URL for Redis)"
+    Raises:
+        CLIError: the redis extra is missing, or the URL is invalid or Redis at
+            it does not answer (checked here, before the demo starts).
+    """
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        return MemoryNonceStore(), "in memory (set HMACGUARD_REDIS_URL for Redis)"
+    try:
+        from ._redis_nonce_store import RedisNonceStore  # noqa: PLC0415  (the redis extra)
+    except ImportError:
+        raise CLIError(
+            f"{REDIS_ENV} is set, and a Redis nonce store needs redis: {REDIS_PIP} "
+            f"(or unset {REDIS_ENV} for the in-memory store)"
+        ) from None
+    try:
+        store = RedisNonceStore(url)
+    except ValueError as exc:  # the message shows the URL with its password masked
+        raise CLIError(f"{REDIS_ENV}: {exc}") from None
+    _check_redis(store)
+    return store, f"Redis ({REDIS_ENV})"
+
+
+def _check_redis(store: NonceStore) -> None:
+    """Record one throw-away nonce, so an unreachable Redis is reported up front
+    instead of as a 503 on every row."""
+
+    async def probe() -> None:
+        try:
+            await store.add("hmacguard-demo-probe:" + secrets.token_urlsafe(16), 1.0)
+        finally:
+            close = getattr(store, "aclose", None)
+            if close is not None:
+                await close()  # this event loop's connection: the server opens its own
+
+    try:
+        asyncio.run(probe())
+    except NonceStoreUnavailable as exc:  # "Redis at <URL, password masked> did not answer: ..."
+        raise CLIError(
+            f"{REDIS_ENV}: {exc.detail}; start Redis there, or unset {REDIS_ENV} for the "
+            "in-memory store"
+        ) from None
 
 
 def build_app(secret: bytes, webhook_secret: str, store: NonceStore) -> SignatureMiddleware:

@@ -9,8 +9,9 @@ reads the request and writes the fields back.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 try:
     import httpx
@@ -76,6 +77,34 @@ class HMACAuth(SigningAuth, httpx.Auth):
     """
 
     requires_request_body = True
+
+    def __call__(self, *args: NoReturn, **kwargs: NoReturn) -> NoReturn:
+        """Refuse to be called as a function: that is how ``requests`` uses an auth."""
+        raise TypeError(
+            "hmacguard.HMACAuth is the httpx auth; for requests use hmacguard.requests.HMACAuth"
+        )
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """The flow for ``httpx.Client``: the body must be bytes or a sync iterator."""
+        if not isinstance(request.stream, Iterable):
+            raise RuntimeError(
+                "the request body is an async iterator, which a sync httpx.Client cannot send "
+                "(or sign): use httpx.AsyncClient, or give the body as bytes or a sync iterator"
+            )
+        return super().sync_auth_flow(request)
+
+    def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The flow for ``httpx.AsyncClient``: the body must be bytes or an async iterator."""
+        if not isinstance(request.stream, AsyncIterable):
+            raise RuntimeError(
+                "the request body is a sync iterator, which an httpx.AsyncClient cannot send "
+                "(or sign): use httpx.Client, or give the body as bytes or an async iterator"
+            )
+        return super().async_auth_flow(request)
 
     def sign(self, request: httpx.Request) -> dict[str, str]:
         """Sign ``request`` in place, replacing an earlier signature, and return the fields set.

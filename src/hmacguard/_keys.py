@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeAlias, Union
 
@@ -21,10 +22,22 @@ __all__ = [
     "Keys",
     "check_id",
     "decode_secret",
+    "fingerprint",
 ]
 
 #: Key ids and nonces longer than this are refused before any lookup (THREATS P1, R9).
 MAX_ID_BYTES = 256
+
+# Text that is hex, not base64: only hex digits, maybe after "0x". Base64 text of
+# 32 or 64 bytes (`hmacguard keygen`, base64.b64encode) ends in "=", not a hex
+# digit; unpadded, 22 of the 64 base64 characters are hex digits, so the base64
+# text of 32 or more random bytes is all hex less than once in 10**19.
+_HEX_TEXT = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
+# Bytes that are printable text and a line end: a key file read with read_bytes().
+# 32 random bytes have this form about once in 10**16.
+_TEXT_LINE = re.compile(rb"[\x21-\x7e]+\r?\n")
+# Domain separation for HMACKey.fingerprint: never the plain hash of a secret.
+_FINGERPRINT_PREFIX = b"hmacguard key fingerprint v1\0"
 
 KeyLookup: TypeAlias = Callable[[str], Union["HMACKey", Awaitable[Union["HMACKey", None]], None]]
 Keys: TypeAlias = Mapping[str, Union[bytes, str, "HMACKey"]] | Iterable["HMACKey"] | KeyLookup
@@ -37,18 +50,52 @@ def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
     optional); anything else is a ``ValueError``. The error never quotes the
     secret. Note that a passphrase made only of letters and digits is valid
     base64 and decodes to bytes of the same low entropy: pass random bytes.
+
+    Two mistakes that would otherwise give another key, and a server answering
+    ``invalid_signature`` to every request, are refused with a ``ValueError``:
+
+    * text made only of hex digits (``secrets.token_hex(32)``, ``hmacguard
+      keygen --format hex``): as base64 it decodes to other bytes. Pass
+      ``bytes.fromhex(text)``, or base64 text.
+    * bytes that are printable text ending in a line break
+      (``Path("client-1.key").read_bytes()``): the bytes of the base64 text and
+      its newline, not the key. Pass ``Path(...).read_text()`` (read as base64).
     """
     if isinstance(secret, (bytes, bytearray, memoryview)):
-        return bytes(secret)
+        raw = bytes(secret)
+        if _TEXT_LINE.fullmatch(raw):
+            raise ValueError(
+                "the secret is bytes of text ending in a line break, as read_bytes() returns "
+                "for a key file: pass the file's text instead (Path(...).read_text()), which "
+                "is read as base64, or the raw secret bytes"
+            )
+        return raw
     if not isinstance(secret, str):
         raise TypeError(f"a secret is bytes or base64 text, not {type(secret).__name__}")
-    text = secret.strip().replace("-", "+").replace("_", "/")
+    text = secret.strip()
+    if _HEX_TEXT.fullmatch(text):
+        raise ValueError(
+            "a text secret is read as base64, and this one is all hex digits (read as base64 "
+            "it would be another key): pass the bytes, e.g. bytes.fromhex(text), or base64 text"
+        )
+    text = text.replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)
     try:
         # validate=True refuses characters outside the alphabet instead of skipping them.
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise ValueError("a text secret must be base64 (standard or URL-safe)") from None
+
+
+def fingerprint(secret: bytes) -> str:
+    """A short, non-secret name for a secret: 16 hex digits.
+
+    The first 8 bytes of SHA-256 over a fixed prefix and the secret. Two parties
+    compare fingerprints to learn whether they hold the same secret without
+    showing it; the fingerprint does not reveal the secret (a random secret of 32
+    bytes cannot be searched for from it).
+    """
+    return hashlib.sha256(_FINGERPRINT_PREFIX + secret).digest()[:8].hex()
 
 
 def check_id(what: str, value: object) -> str:
@@ -133,6 +180,16 @@ class HMACKey:
     def secret(self) -> bytes:
         """The raw secret bytes."""
         return self._secret
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits naming the secret, safe to log and compare (never the secret).
+
+        Equal secrets have equal fingerprints; compare them between client and
+        server, or with ``hmacguard fingerprint``, to find a key mismatch. The
+        key id and algorithm are not part of it.
+        """
+        return fingerprint(self._secret)
 
     def mac(self, data: bytes) -> bytes:
         """Return the HMAC of ``data`` under this key."""

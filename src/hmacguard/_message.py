@@ -13,7 +13,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
-__all__ = ["HeadersLike", "Message", "collect_headers", "normalise_authority", "split_url"]
+__all__ = [
+    "HeadersLike",
+    "Message",
+    "check_body",
+    "collect_headers",
+    "normalise_authority",
+    "split_url",
+]
 
 _Text: TypeAlias = str | bytes
 HeadersLike: TypeAlias = (
@@ -32,6 +39,26 @@ def _text(value: str | bytes) -> str:
     # HTTP field values are octets; latin-1 maps each octet to one code point and
     # back, so nothing is lost and non-ASCII bytes stay detectable.
     return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else value
+
+
+def check_body(body: object) -> None:
+    """Raise ``TypeError`` unless ``body`` is None or bytes-like (bytes, bytearray,
+    memoryview or another buffer), naming what was given and how to fix it."""
+    if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+        return
+    name = type(body).__name__
+    if isinstance(body, str):
+        hint = "encode it, e.g. body.encode()"
+    elif isinstance(body, (dict, list)):
+        hint = "serialize it, e.g. json.dumps(body).encode()"
+    else:
+        try:
+            memoryview(body)  # type: ignore[arg-type]
+        except TypeError:
+            hint = "pass the exact bytes that are sent"
+        else:
+            return  # another buffer (array.array, mmap): bytes(body) reads it
+    raise TypeError(f"body must be bytes (got {name}): {hint}")
 
 
 def collect_headers(headers: HeadersLike | None) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,7 +13,7 @@ from ._components import Component, component_from_spec, structured_types
 from ._content_digest import ACTIVE_ALGORITHMS, make_content_digest
 from ._errors import VerificationError
 from ._keys import HMACKey, check_id
-from ._message import HeadersLike, Message
+from ._message import HeadersLike, Message, check_body
 from ._signature_base import build_signature_base
 from ._structured_fields import StructuredFieldError, serialize_key, serialize_string
 
@@ -34,6 +35,52 @@ DEFAULT_COMPONENTS: Final = _Default()
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
 _CONTENT_TYPE = component_from_spec("content-type")
 _CONTENT_DIGEST = component_from_spec("content-digest")
+
+
+# What cannot be sent as it is in a request's URL: a space, a control character or a
+# non-ASCII character (bytes are read as latin-1, so a byte above 0x7E is too).
+_UNSENDABLE = re.compile(r"[^\x21-\x7e]")
+
+
+def _check_url(url: str | bytes) -> None:
+    """Refuse a URL that is not percent-encoded as sent: the signature would not match."""
+    text = url.decode("latin-1") if isinstance(url, (bytes, bytearray)) else url
+    if not isinstance(text, str):
+        raise TypeError(f"url must be str or bytes, not {type(url).__name__}")
+    if text.isascii() and text.isprintable() and " " not in text:
+        return  # the common case, without a search
+    end = text.find("#")  # a fragment is not sent
+    found = _UNSENDABLE.search(text, 0, len(text) if end == -1 else end)
+    if found is None:
+        return
+    index = found.start()
+    char = found.group()
+    if char == " ":
+        what, fix = "a space", "percent-encode it as %20"
+    elif char < " " or char == "\x7f":
+        what, fix = f"a control character (U+{ord(char):04X})", "percent-encode it"
+    else:
+        what = f"a non-ASCII character (U+{ord(char):04X})"
+        fix = "percent-encode its UTF-8 bytes (urllib.parse.quote)"
+    start = text.find("://")
+    authority = start + 3 if start != -1 else 0
+    path = min((i for i in (text.find(c, authority) for c in "/?#") if i != -1), default=len(text))
+    query = text.find("?", path)
+    if index < authority:
+        part = "scheme"
+    elif index < path:
+        part = "authority"
+        if char > "\x7f":
+            fix = "use the host name's ASCII form (IDNA, e.g. xn--...)"
+    elif query == -1 or index < query:
+        part = "path"
+    else:
+        part = "query"
+    # The URL itself is not quoted: its query may hold a token.
+    raise ValueError(
+        f"url[{index}] is {what}, in the {part}, which cannot be sent as it is: {fix}, "
+        "and sign the URL exactly as it is sent"
+    )
 
 
 def _random_nonce() -> str:
@@ -147,7 +194,7 @@ class Signer:
         method: str | bytes,
         url: str | bytes,
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: bytes | bytearray | memoryview | None = None,
         *,
         now: float | None = None,
         nonce: str | None = None,
@@ -159,7 +206,8 @@ class Signer:
             url: the absolute URL as sent: scheme, authority, and the raw
                 (percent-encoded) path and query.
             headers: the request's headers (mapping or ``(name, value)`` pairs).
-            body: the exact body bytes, or None.
+            body: the exact body bytes (``bytes``, ``bytearray`` or
+                ``memoryview``), or None.
             now: the signing time in epoch seconds (default: the clock).
             nonce: use this nonce instead of a generated one.
 
@@ -168,9 +216,14 @@ class Signer:
             the body is covered.
 
         Raises:
-            ValueError: a component to cover is absent from the request, or a
-                value cannot be signed (line break, non-ASCII).
+            TypeError: ``body`` is not bytes (a ``str``, a ``dict``...).
+            ValueError: a component to cover is absent from the request, a
+                value cannot be signed (line break, non-ASCII), or the URL
+                has a space, a control or a non-ASCII character (it is signed
+                as sent: percent-encoded).
         """
+        check_body(body)
+        _check_url(url)
         message = Message(method, url, headers)
         data = b"" if body is None else bytes(body)
         components = self._components

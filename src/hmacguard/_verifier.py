@@ -40,7 +40,7 @@ from ._errors import (
     VerificationError,
 )
 from ._keys import MAX_ID_BYTES, HMACKey, Keyring, Keys
-from ._message import HeadersLike, Message, normalise_authority
+from ._message import HeadersLike, Message, check_body, normalise_authority
 from ._signature_base import build_signature_base
 from ._signature_fields import (
     Candidate,
@@ -386,7 +386,10 @@ class Verifier:
 
         Raises:
             VerificationError: a leaf naming the precise failure.
+            TypeError: ``body`` is not bytes (a ``str``, a ``dict``...).
         """
+        if body is not None and type(body) is not bytes:
+            check_body(body)  # a str or a dict: a clear TypeError, not hashlib's
         if self._fast_keys is None and self._keyring.is_async:  # static keys are never async
             raise TypeError("the key resolver is async: call averify() instead of verify()")
         current = self._clock() if now is None else now
@@ -409,6 +412,8 @@ class Verifier:
         now: float | None = None,
     ) -> VerifiedSignature:
         """Like :meth:`verify`, awaiting an async key resolver."""
+        if body is not None and type(body) is not bytes:
+            check_body(body)  # a str or a dict: a clear TypeError, not hashlib's
         current = self._clock() if now is None else now
         has_body = bool(body)
         verified = self._try_fast(method, url, headers, current, has_body, body, True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 try:
     import requests
@@ -73,6 +73,8 @@ class HMACAuth(SigningAuth, AuthBase):
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         """Sign ``r`` in place (replacing a signature this auth made before) and return it."""
+        if not isinstance(r, PreparedRequest):
+            _not_prepared(r)  # the typing says it is; a caller may still pass another object
         hooks = {event: list(found) for event, found in r.hooks.items()}
         # A copied request shares its hooks with the original: take a copy,
         # and drop the guard of an earlier signature along with its fields.
@@ -157,6 +159,18 @@ def _next_hop(response: Response) -> PreparedRequest | None:
     )
     hop = next(iter(hops), None)
     return hop if isinstance(hop, PreparedRequest) else None
+
+
+def _not_prepared(r: object) -> NoReturn:
+    # httpx takes any callable as an auth and calls it with its own Request.
+    if type(r).__module__.split(".")[0] == "httpx":
+        raise TypeError(
+            "hmacguard.requests.HMACAuth is the requests auth; for httpx use hmacguard.HMACAuth"
+        )
+    raise TypeError(
+        f"HMACAuth signs a requests.PreparedRequest, not {type(r).__name__}: give it to a "
+        "requests session or call (auth=...)"
+    )
 
 
 def _origin(r: PreparedRequest) -> object:
