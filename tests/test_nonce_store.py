@@ -364,3 +364,16 @@ def test_threat_R9_nonce_key_does_not_collide(
 def test_threat_R9_nonce_key_is_injective(k1: str, n1: str, k2: str, n2: str) -> None:
     """nonce_key gives equal keys only for equal (key id, nonce) pairs."""
     assert (nonce_key(k1, n1) == nonce_key(k2, n2)) == ((k1, n1) == (k2, n2))
+
+
+def test_delivery_keys_never_meet_nonce_keys() -> None:
+    """A key id may be called anything, "webhook:stripe" included: its (key id, nonce)
+    keys and a Stripe delivery's keys still never coincide in a shared store."""
+    from hmacguard._nonce_store import delivery_key  # noqa: PLC0415
+
+    for scheme, dedupe in [("stripe", "1700000000.abc"), ("github", "x:y"), ("s", "")]:
+        delivery = delivery_key(scheme, dedupe)
+        assert delivery != nonce_key(f"webhook:{scheme}", dedupe)
+        assert not delivery[0].isdigit()
+        assert nonce_key(f"webhook:{scheme}", dedupe)[0].isdigit()
+    assert delivery_key("a:b", "c") != delivery_key("a", "b:c")

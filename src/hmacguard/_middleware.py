@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._keys import Keys
 from ._message import normalise_authority
-from ._nonce_store import MemoryNonceStore, NonceStore, nonce_key
+from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
 if TYPE_CHECKING:
@@ -764,7 +764,7 @@ class SignatureMiddleware:
     @staticmethod
     def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
         """The store key of a delivery: its dedupe key, in its scheme's own namespace."""
-        return nonce_key(f"webhook:{profile.scheme}", verified.dedupe_key)
+        return delivery_key(profile.scheme, verified.dedupe_key)
 
     async def _remember_delivery(self, profile: WebhookProfile, verified: VerifiedWebhook) -> bool:
         """Record the delivery in the nonce store: True the first time, False for a duplicate."""

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from ._errors import NonceStoreUnavailable
 
-__all__ = ["MemoryNonceStore", "NonceStore", "nonce_key"]
+__all__ = ["MemoryNonceStore", "NonceStore", "delivery_key", "nonce_key"]
 
 logger = logging.getLogger("hmacguard")
 
@@ -39,6 +39,19 @@ def nonce_key(key_id: str, nonce: str) -> str:
     ('3:a:b:c', '1:a:b:c')
     """
     return f"{len(key_id)}:{key_id}:{nonce}"
+
+
+def delivery_key(scheme: str, dedupe_key: str) -> str:
+    """The store key of a webhook delivery: ``"webhook:"`` and :func:`nonce_key`
+    of (scheme, dedupe key).
+
+    A :func:`nonce_key` starts with a digit and this with ``w``, so no key id
+    (not even one called ``"webhook:stripe"``) shares a delivery's keys.
+
+    >>> delivery_key("github", "72d3162e")
+    'webhook:6:github:72d3162e'
+    """
+    return "webhook:" + nonce_key(scheme, dedupe_key)
 
 
 @runtime_checkable
