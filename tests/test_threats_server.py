@@ -55,7 +55,9 @@ import hmacguard
 from asgi_helpers import (
     HOST,
     KEY,
+    KEY2,
     NOW,
+    ORIGIN,
     SECRET,
     SECRET2,
     EchoApp,
@@ -75,7 +77,7 @@ from asgi_helpers import (
     signed_scope,
     websocket_scope,
 )
-from hmacguard import HMACKey, MemoryNonceStore, make_content_digest
+from hmacguard import HMACKey, MemoryNonceStore, Signer, make_content_digest
 from hmacguard.webhooks import StandardWebhooks
 
 BODY = b'{"amount": 100, "to": "alice"}'
@@ -377,6 +379,67 @@ async def test_threat_R9_huge_nonce_or_keyid_is_400_before_the_store(
     exchange = await call(protected.middleware, "GET", "/t", headers)
     assert_rejected(exchange, protected, "malformed_signature", 400)
     assert store.calls == []
+
+
+# == 2. C4(b): a covered field on one line ==============================================
+
+ACCT = ["@method", "@authority", "@path", "@query", "x-acct"]
+
+
+async def test_threat_C4b_a_covered_value_split_over_two_lines_is_a_400() -> None:
+    """A signed one-line "X-Acct: a, b" sent as two lines still verifies (RFC 9421 §2.1
+    joins lines with ", "), but the app would read only "a": refused, 400, unread."""
+    protected = protect()
+    headers = sign("GET", "/t", {"x-acct": "a, b"}, components=ACCT)
+    split = [(n, v) for n, v in headers.items() if n != "x-acct"] + [
+        ("x-acct", "a"),
+        ("x-acct", "b"),
+    ]
+    exchange = await call(protected.middleware, "GET", "/t", split)
+    assert_rejected(exchange, protected, "malformed_request", 400)
+    assert exchange.receive_calls == 0
+
+
+async def test_threat_C4b_the_same_value_on_one_line_is_accepted_as_signed() -> None:
+    """Sent as signed, on one line, it is accepted."""
+    protected = protect()
+    headers = sign("GET", "/t", {"x-acct": "a, b"}, components=ACCT)
+    assert assert_accepted(await call(protected.middleware, "GET", "/t", headers))["n"] == 1
+
+
+@pytest.mark.parametrize("mixed_case", [False, True])
+async def test_threat_C4b_two_lines_signed_as_two_lines_are_a_400(mixed_case: bool) -> None:
+    """Two lines the client signed as two lines ("a" and "b", joined "a, b") are the
+    same request on the wire: refused too, whatever the case of the names."""
+    protected = protect()
+    pairs = [("x-acct", "a"), ("X-Acct" if mixed_case else "x-acct", "b")]
+    signed = Signer(KEY, components=ACCT, clock=lambda: NOW).sign("GET", f"{ORIGIN}/t", pairs)
+    exchange = await call(
+        protected.middleware, "GET", "/t", [*pairs, *signed.items()], keep_case=True
+    )
+    assert_rejected(exchange, protected, "malformed_request", 400)
+
+
+async def test_threat_C4b_a_field_covered_with_bs_may_repeat() -> None:
+    """With "bs" each line is signed apart (RFC 9421 §2.1.3): joining them breaks the
+    MAC, so the lines may repeat."""
+    protected = protect()
+    pairs = [("x-acct", "a"), ("x-acct", "b")]
+    components = [*ACCT[:-1], "x-acct;bs"]
+    signed = Signer(KEY, components=components, clock=lambda: NOW).sign("GET", f"{ORIGIN}/t", pairs)
+    exchange = await call(protected.middleware, "GET", "/t", [*pairs, *signed.items()])
+    assert assert_accepted(exchange)["n"] == 1
+    joined = [*signed.items(), ("x-acct", "a, b")]
+    exchange = await call(protected.middleware, "GET", "/t", joined)
+    assert_rejected(exchange, protected, "invalid_signature", before=1)
+
+
+async def test_threat_C4b_an_uncovered_field_may_repeat() -> None:
+    """Only covered fields are held to one line: a repeated field the signature does
+    not cover passes, as any unsigned field does."""
+    protected = protect()
+    headers = [*sign("GET", "/t").items(), ("x-trace", "1"), ("x-trace", "2")]
+    assert_accepted(await call(protected.middleware, "GET", "/t", headers))
 
 
 # == 3. D4: unprotected paths ===========================================================
@@ -1186,6 +1249,87 @@ async def test_threat_B9_bad_mac_with_100MB_body_never_read(content_type: str) -
     exchange = await call(protected.middleware, "POST", "/t", headers, BODY)
     assert_rejected(exchange, protected, "invalid_signature")
     assert exchange.receive_calls == 0
+
+
+# == 9. Multiple signatures =============================================================
+
+
+class _OwnStore(MemoryNonceStore):
+    """A store of the user's own (a subclass is awaited, not called in place)."""
+
+
+def _two_signers(body: bytes = BODY) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """One POST signed by client-1 (sig1) and client-2 (sig2): each signature's
+    fields, and both together (RFC 9421 §4.3)."""
+    one = sign("POST", "/t", JSON, body, key=KEY, label="sig1")
+    two = sign("POST", "/t", JSON, body, key=KEY2, label="sig2")
+    both = {
+        **one,
+        "Signature-Input": f"{one['Signature-Input']}, {two['Signature-Input']}",
+        "Signature": f"{one['Signature']}, {two['Signature']}",
+    }
+    return one, two, both
+
+
+@pytest.mark.parametrize("store", [None, _OwnStore], ids=["memory store", "own store"])
+@pytest.mark.parametrize("alone", ["sig1", "sig2"])
+async def test_threat_M1_each_signature_of_an_accepted_request_is_spent(
+    store: type[MemoryNonceStore] | None, alone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request with two valid signatures is accepted once. Stripped down to either
+    one, it is a replay: every verified signature's nonce was recorded, not only
+    the winner's (else sig2 alone would pass once more)."""
+    protected = protect() if store is None else protect(nonce_store=store())
+    one, two, both = _two_signers()
+    accepted = await call(protected.middleware, "POST", "/t", both, BODY)
+    assert assert_accepted(accepted, BODY)["key_id"] == "client-1"
+    stripped = one if alone == "sig1" else {**two, **JSON}
+    replay = await call(protected.middleware, "POST", "/t", stripped, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+
+
+async def test_threat_M1_with_an_async_resolver_each_signature_is_spent_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The other signatures' keys come from an async resolver as the winner's do."""
+
+    async def resolve(key_id: str) -> HMACKey | None:
+        await asyncio.sleep(0)
+        return {KEY.key_id: KEY, KEY2.key_id: KEY2}.get(key_id)
+
+    protected = protect(keys=resolve)
+    _, two, both = _two_signers()
+    assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
+    replay = await call(protected.middleware, "POST", "/t", {**two, **JSON}, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+
+
+async def test_threat_M1_a_signature_already_spent_makes_the_pair_a_replay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sig2 sent alone first, then with sig1 beside it: the pair holds a spent
+    nonce, so it is refused, though sig1 (the winner) is new."""
+    protected = protect()
+    _, two, both = _two_signers()
+    assert_accepted(await call(protected.middleware, "POST", "/t", {**two, **JSON}, BODY), BODY)
+    replay = await call(protected.middleware, "POST", "/t", both, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+
+
+async def test_threat_M1_a_second_signature_that_fails_is_not_recorded() -> None:
+    """Only signatures that verify are proofs: a garbage sig2 beside a valid sig1
+    neither blocks the request nor takes a place in the store."""
+    store = MemoryNonceStore()
+    protected = protect(nonce_store=store)
+    one = sign("POST", "/t", JSON, BODY)
+    junk = sign("POST", "/t", JSON, BODY, key=HMACKey("client-2", b"z" * 32), label="sig2")
+    both = {
+        **one,
+        "Signature-Input": f"{one['Signature-Input']}, {junk['Signature-Input']}",
+        "Signature": f"{one['Signature']}, {junk['Signature']}",
+    }
+    assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
+    assert len(store) == 1
 
 
 # == 10. Error responses ================================================================

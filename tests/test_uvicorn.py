@@ -14,6 +14,7 @@ httptools 0.9), as these tests found it:
 case                        h11                               httptools
 ==========================  ================================  =================================
 C5 obs-fold                 unfolds to ``a b``: 200           400 from the parser
+C4(b) covered line split    400 ``malformed_request`` (ours)  the same
 C4(e) two Host lines        400 from the parser               400 ``malformed_request`` (ours)
 C3 ``@method:`` line        400 from the parser               400 from the parser
 B3 CL + TE                  TE wins: 200, same digest         400 from the parser
@@ -473,6 +474,20 @@ def test_threat_U4_a_host_that_is_not_host_port_is_a_400(
     response = exchange(server, raw_request("GET", sent, forged))
     assert response.status == 400
     assert response.reason in (None, "malformed_request")
+    assert served(server) == before
+
+
+def test_threat_C4b_a_covered_value_split_over_two_lines_is_a_400(server: UvicornServer) -> None:
+    """Signed "X-Role: viewer, admin" sent as two lines verifies as the joined value, but
+    the app would read "viewer" alone: 400 on both servers, the app not reached."""
+    signer = Signer(KEY, components=["@method", "@authority", "@path", "@query", "x-role"])
+    headers = signed_headers(
+        server, "GET", "/roles", headers=[("X-Role", "viewer, admin")], signer=signer
+    )
+    split = [*without(headers, "X-Role"), ("X-Role", "viewer"), ("X-Role", "admin")]
+    before = served(server)
+    response = exchange(server, raw_request("GET", "/roles", split))
+    assert (response.status, response.reason) == (400, "malformed_request")
     assert served(server) == before
 
 

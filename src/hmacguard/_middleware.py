@@ -26,6 +26,7 @@ import math
 import re
 import sys
 import types
+from collections import Counter
 from collections.abc import (
     Awaitable,
     Callable,
@@ -92,8 +93,9 @@ _HOST = re.compile(
 _GOOD_HOSTS: dict[str, None] = {}
 _GOOD_HOSTS_SIZE = 64
 # What the header phase gives: the verified signature, the declared body size
-# (-1: none announced) and the Content-Digest value.
-_HeaderPhase = tuple[VerifiedSignature, int, "str | None"]
+# (-1: none announced), the Content-Digest value, and the request's other
+# signatures that verify too (RFC 9421 §4.3; their nonces are recorded as well).
+_HeaderPhase = tuple[VerifiedSignature, int, "str | None", tuple[VerifiedSignature, ...]]
 
 # What _request() gives: method, scheme, authority, path, query, declared body
 # size, the header dict for the fast path (or None), the header list, and the
@@ -344,7 +346,7 @@ class SignatureMiddleware:
             found = self._fast_headers(scope) if kind == "http" and self._fast else None
             if found is None:
                 found = await self._headers(scope, kind)
-            verified, declared, digest = found
+            verified, declared, digest, others = found
             body: bytes | None = None
             if kind == "http":
                 if declared > self._max_body:
@@ -377,8 +379,12 @@ class SignatureMiddleware:
                     )
             if self._memory is not None:
                 self._check_replay_in_memory(verified, self._memory)
+                for other in others:
+                    self._check_replay_in_memory(other, self._memory)
             else:
                 await self._check_replay(verified)
+                for other in others:
+                    await self._check_replay(other)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -469,7 +475,7 @@ class SignatureMiddleware:
         if verified is None:
             return None
         digest = headers.get(b"content-digest")
-        return verified, declared, None if digest is None else digest.decode("latin-1")
+        return verified, declared, None if digest is None else digest.decode("latin-1"), ()
 
     async def _headers(self, scope: Scope, kind: str) -> _HeaderPhase:
         """The header phase of any request: the signature verified, the
@@ -490,9 +496,23 @@ class SignatureMiddleware:
             verified = self._verifier._verify_headers_prepared(
                 method, scheme, authority, path, query, headers, raw, declared > 0
             )
+        if headers is None:  # a name repeated, or not in lowercase
+            _check_one_line_each(raw, verified)
         if headers is None or _names_an_override(headers):
             _check_method_override(raw, verified)
-        return verified, declared, digest
+        others: tuple[VerifiedSignature, ...] = ()
+        if _may_hold_several(raw):
+            # Each other signature that verifies is a proof someone could
+            # replay on its own: its nonce is recorded with the winner's.
+            others = await self._within(
+                self._key_deadlines,
+                self._verifier._others(
+                    method, _url(scheme, authority, path, query), raw, verified, declared > 0
+                ),
+                KeyLookupFailed,
+                "the key resolver",
+            )
+        return verified, declared, digest, others
 
     def _request(self, scope: Scope, kind: str) -> _Request:
         """The request as the client signed it: method, scheme, authority,
@@ -1016,6 +1036,34 @@ def _names_an_override(headers: Mapping[bytes, bytes]) -> bool:
         or b"x-method-override" in headers
         or b"x-http-method" in headers
     )
+
+
+def _may_hold_several(raw: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request's ``Signature`` may hold more than one signature: one
+    signature is one member, ``label=:base64:``, on one line and with no comma."""
+    lines = [value for name, value in raw if name.lower() == b"signature"]
+    return len(lines) > 1 or (len(lines) == 1 and b"," in lines[0])
+
+
+def _check_one_line_each(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:
+    """Refuse a covered field sent on more than one line (THREATS C4(b)).
+
+    RFC 9421 §2.1 signs the lines joined with ", ", so a one-line "a, b" split
+    into "a" and "b" still verifies; but an app reading one value (Starlette's
+    ``request.headers["x"]``) then sees only "a". A field covered with ``bs``
+    signs each line apart (§2.1.3) and may repeat.
+    """
+    lines = Counter(name.lower() for name, _ in raw)
+    for spec in verified.components:
+        name, _, params = spec.partition(";")
+        if name.startswith("@") or "bs" in params.split(";"):
+            continue
+        count = lines.get(name.encode("latin-1"), 0)
+        if count > 1:
+            raise MalformedRequest(
+                f"the covered field {name!r} is sent on {count} lines: send it on one "
+                "line, as signed (an app reading one value would see only the first)"
+            )
 
 
 def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:

@@ -536,6 +536,37 @@ class Verifier:
             # the garbage collector (16 objects per refusal, measured).
             first_error = None
 
+    async def _others(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersLike,
+        winner: VerifiedSignature,
+        has_body: bool,
+        now: float | None = None,
+    ) -> tuple[VerifiedSignature, ...]:
+        """The request's signatures other than ``winner`` that verify as well.
+
+        RFC 9421 §4.3 lets a request carry several signatures. Each one that
+        verifies is a proof someone can strip the others from and replay on
+        its own, so the middleware records every one's nonce, not only the
+        winner's. The checks are those of :meth:`verify_headers`; a candidate
+        that fails any of them is left out, it is no proof.
+        """
+        current = self._clock() if now is None else now
+        message = Message(method, url, headers)
+        found = []
+        for candidate in self._candidates(message):
+            if candidate.label == winner.label:
+                continue
+            try:
+                key_id = self._check_parameters(candidate, current)
+                key = await self._keyring.alookup(key_id)
+                found.append(self._finish(candidate, key, key_id, message, has_body))
+            except VerificationError:
+                continue
+        return tuple(found)
+
     def _try_fast(
         self,
         method: object,
