@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 from starlette.responses import JSONResponse
 
 import hmacguard
@@ -52,6 +54,7 @@ from hmacguard import (
     VerifiedSignature,
     Verifier,
 )
+from hmacguard._message import normalise_authority, split_url
 
 BODY = b'{"item": "widget", "qty": 3}'
 JSON = {"content-type": "application/json"}
@@ -1578,6 +1581,50 @@ async def test_middleware_agrees_with_verify_on_the_url_it_rebuilds(
         assert exchange.status_code in (400, 401)
         assert protected.echo.untouched()
         assert logged_reasons(caplog)[-1] == expected
+
+
+# Characters that delimit URL parts, or that URLs may not hold, among plain ones.
+_HOST_CHARS = "aZ09.-:[]@/?#%!$&'()*+,;=~_"
+_PATH_CHARS = "a/.%?#;:@!$&'()*+,=~_"
+_QUERY_CHARS = "a=&/?#%+;:@"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    host=st.one_of(
+        st.sampled_from(["api.example", "API.Example:8080", "[::1]:80", "127.0.0.1:"]),
+        st.text(_HOST_CHARS, max_size=10),
+    ),
+    raw_path=st.one_of(st.text(_PATH_CHARS, max_size=10).map("/".__add__), st.text(_PATH_CHARS)),
+    query=st.text(_QUERY_CHARS, max_size=8),
+)
+def test_an_accepted_request_was_signed_for_the_parts_the_app_gets(
+    host: str, raw_path: str, query: str
+) -> None:
+    """Whatever Host, raw path and query a server hands over, a request the middleware
+    accepts was signed for exactly those parts: a signature over the URL they would
+    spell when simply put together (what an attacker holds, or asks a client to sign)
+    passes only when splitting that URL gives them back. Anything else is refused
+    (400 or 401), never a 5xx, and the app is not reached."""
+    url = f"http://{host}{raw_path}" + (f"?{query}" if query else "")
+    try:
+        signed = sign("GET", url)
+    except ValueError:  # the signer refuses the URL: nothing to hold
+        assume(False)
+    protected = protect()
+    scope = http_scope(
+        "GET", b"/t", list(signed.items()), host=host, raw_path=raw_path.encode("latin-1")
+    )
+    scope["query_string"] = query.encode("latin-1")
+    exchange = asyncio.run(drive(protected.middleware, scope, body_messages(b"")))
+    event(f"answered {exchange.status_code}")
+    if protected.echo.calls == 0:
+        assert exchange.status_code in (400, 401), exchange.body
+        return
+    _, authority, path, signed_query = split_url(url)
+    assert authority == normalise_authority(host, "http")
+    assert path == raw_path
+    assert (signed_query or "") == query
 
 
 def test_lookup_timeout_watches_only_stores_hmacguard_did_not_write() -> None:
