@@ -29,3 +29,15 @@ def quick_run(script: str, out: Path, *args: str) -> QuickRun:
         completed.stderr.decode("utf-8", "replace"),
         out,
     )
+
+
+def run_script(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``bench/<script> <args>`` with this interpreter, from the root, as text."""
+    return subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
+        [sys.executable, str(BENCH_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=BENCH_DIR.parent,
+        timeout=timeout,
+        check=False,
+    )

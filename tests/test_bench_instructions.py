@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench_helpers import run_script
 from uvicorn_server import UvicornServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -31,14 +32,7 @@ APPS = ["raw ASGI app", "raw ASGI app + SignatureMiddleware"]
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        cwd=SCRIPT.parent.parent,
-        timeout=timeout,
-        check=False,
-    )
+    return run_script("instructions.py", *args, timeout=timeout)
 
 
 def _instructions(table: str) -> dict[str, int]:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from bench_helpers import run_script
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from syscalls import parse_summary, row
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "syscalls.py"
 BARE = "bare Starlette"
 SIGNED = "Starlette + SignatureMiddleware"
 
@@ -39,14 +40,7 @@ SUMMARY = """\
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603  (our own script, run with this interpreter)
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        cwd=SCRIPT.parent.parent,
-        timeout=timeout,
-        check=False,
-    )
+    return run_script("syscalls.py", *args, timeout=timeout)
 
 
 def test_a_strace_summary_is_read_by_call() -> None:

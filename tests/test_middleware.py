@@ -1414,38 +1414,11 @@ async def test_a_request_closed_while_its_body_is_awaited_closes_the_read() -> N
     assert (closed, counting.watched, counting.finished) == ([True], 1, 1)
 
 
-def test_without_an_event_loop_the_body_is_read_unwatched() -> None:
+@pytest.mark.parametrize("suspends", [False, True], ids=["at once", "suspending"])
+def test_outside_an_event_loop_the_body_is_read_unwatched(suspends: bool) -> None:
     """Outside asyncio (trio, or a coroutine driven by hand) there is no timer to set:
-    the body is read without one, and the request is verified as usual."""
-    seen: list[bytes] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append((await receive())["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-
-    middleware = SignatureMiddleware(
-        app, keys={"client-1": SECRET}, body_timeout=0.01, clock=lambda: NOW
-    )
-    scope, messages = signed_scope("POST", "/t", BODY, JSON)
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return messages.pop(0)
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    coroutine = middleware(scope, receive, send)
-    with pytest.raises(StopIteration):
-        coroutine.send(None)  # nothing in it suspends: it runs to the end at once
-    assert seen == [BODY]
-    assert sent[0]["status"] == 200
-
-
-def test_outside_an_event_loop_a_body_read_that_waits_is_resumed_unwatched() -> None:
-    """Outside asyncio, a receive() that suspends (trio's, or one driven by hand) is
-    resumed as a plain await would resume it: no timer, and the request is verified
-    as usual with the body it then delivers."""
+    a body already there is read at once, and a receive() that suspends is resumed
+    as a plain await would resume it; the request is verified as usual."""
     seen: list[bytes] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -1463,15 +1436,18 @@ def test_outside_an_event_loop_a_body_read_that_waits_is_resumed_unwatched() -> 
         return (yield "waiting for the network")
 
     async def receive() -> Message:
-        return await network()
+        return await network() if suspends else messages.pop(0)
 
     async def send(message: Message) -> None:
         sent.append(message)
 
     coroutine = middleware(scope, receive, send)
-    assert coroutine.send(None) == "waiting for the network"  # passed out, as await does
+    arrived = None
+    if suspends:
+        assert coroutine.send(None) == "waiting for the network"  # passed out, as await does
+        arrived = messages[0]
     with pytest.raises(StopIteration):
-        coroutine.send(messages[0])  # the body arrives; nothing else suspends
+        coroutine.send(arrived)  # nothing else suspends: it runs to the end
     assert seen == [BODY]
     assert sent[0]["status"] == 200
 
