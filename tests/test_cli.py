@@ -557,6 +557,43 @@ def test_verify_unparseable_request_exits_2(cli: Run, raw: bytes, message: str):
     assert result.out == ""
 
 
+@pytest.mark.parametrize(
+    ("swap", "extra", "message"),
+    [
+        ({"host": "api.example#"}, (), "is not a host[:port]"),
+        ({"host": "evil@api.example"}, (), "is not a host[:port]"),
+        ({"host": "api.example:"}, (), "is not a host[:port]"),
+        ({"target": "/orders?id=7#x"}, (), "holds a '#'"),
+        ({"target": "http://u@api.example/orders?id=7"}, (), "is not a host[:port]"),
+        ({}, ("--authority", ""), "--authority"),
+        ({}, ("--authority", "api.example/x"), "--authority"),
+        ({}, ("--scheme", "a b"), "--scheme"),
+    ],
+)
+def test_verify_refuses_what_the_server_refuses_with_exit_2(
+    cli: Run, swap: dict[str, str], extra: tuple[str, ...], message: str
+):
+    """A Host, target, --authority or --scheme the middleware would never verify (they
+    would split differently once put into a URL) is a clear usage error, not a verdict
+    or a traceback."""
+    result = _verify(cli, _raw_request(_sign(cli), **swap), *extra)
+    assert result.code == 2, result.out + result.err
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "-inf", "soon"])
+def test_verify_now_must_be_a_finite_number(cli: Run, now: str):
+    """--now nan would pass every time check (a 1970 signature printed VALID): exit 2."""
+    result = cli(
+        "verify", "--key-id", KEY_ID, "--secret", SECRET, f"--now={now}",
+        stdin=_raw_request(_sign(cli)),
+    )  # fmt: skip
+    assert result.code == 2
+    assert "--now" in result.err
+    assert result.out == ""
+
+
 # -- help and import isolation -------------------------------------------------------
 
 

@@ -275,6 +275,34 @@ async def test_webhook_paths_are_prefixes_on_segment_boundaries(path: str, webho
     assert (profile.header_checks == 1) is webhook
 
 
+@pytest.mark.parametrize(
+    ("path", "root_path", "webhook"),
+    [
+        ("/a/hooks/test/../../admin", "", False),
+        ("/a/hooks/test/%2e%2e/admin", "", False),
+        ("/a/hooks/test/./x", "", False),
+        ("/api/a/hooks/test", "/api", True),
+        ("/api/a/hooks/test/..", "/api", False),
+    ],
+)
+async def test_webhook_paths_are_the_router_s_and_never_leave_the_prefix(
+    path: str, root_path: str, webhook: bool
+) -> None:
+    """A webhook path is matched as the router matches (without uvicorn's --root-path),
+    and a "." or ".." segment is no webhook path: the delivery's MAC covers its body,
+    not its path, so it must not carry a request out of the prefix. Such a request is
+    verified as any other (here: unsigned, 401)."""
+    profile = HexProfile()
+    setup = protected(profile)
+    exchange = await call(
+        setup.middleware, "POST", path, deliver(b"{}"), b"{}", root_path=root_path
+    )
+    assert (profile.header_checks == 1) is webhook
+    if not webhook:
+        assert exchange.status_code == 401
+        assert setup.echo.untouched()
+
+
 async def test_the_longest_prefix_wins() -> None:
     """Nested webhook prefixes: the most specific profile verifies the request."""
     outer, inner = HexProfile(), HexProfile()

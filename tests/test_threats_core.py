@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import math
 import string
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -942,6 +943,18 @@ def test_threat_T1_created_window_boundaries(created: int, reason: str | None) -
         exc = rejection(lambda: verify(headers, now=NOW))
         assert exc.reason == reason
         assert exc.status == 401
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])
+def test_threat_T1_a_time_that_is_not_finite_is_refused(now: float) -> None:
+    """now=nan (or a clock reading NaN) would pass every window comparison, so a
+    signature from 1970 was accepted: a non-finite time is a ValueError, on the fast
+    path's request and the general one's, never a pass."""
+    headers = signed(now=0)
+    with pytest.raises(ValueError, match="finite"):
+        verify(headers, now=now)
+    with pytest.raises(ValueError, match="finite"):
+        Verifier([KEY], clock=lambda: now).verify("GET", URL, headers)
 
 
 def test_threat_T1_fractional_now_is_compared_exactly() -> None:

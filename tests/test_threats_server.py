@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -751,6 +752,10 @@ KEYRINGS = pytest.mark.parametrize(
         ("/", "/", " "),
         ("/", "/", "/"),
         ("/", "/", "#"),
+        ("/", "/", f"{HOST}:"),
+        ("/", "/", "[xyz]"),
+        ("/", "/", "[::1"),
+        ("/", "/", f"{HOST}:123456"),
     ],
 )
 async def test_threat_U4_a_host_that_is_not_host_port_is_a_400(
@@ -776,6 +781,22 @@ async def test_threat_U4_a_well_formed_host_verifies(keys: Any, host: str) -> No
     headers = sign("GET", f"http://{host}/t?x=1")
     echoed = assert_accepted(await call(protected.middleware, "GET", "/t?x=1", headers, host=host))
     assert (echoed["raw_path"], echoed["query"]) == ("/t", "x=1")
+
+
+@pytest.mark.parametrize("host", [f"{HOST}#", "evil@example", "", "a b", f"{HOST}/admin"])
+async def test_threat_U4_with_a_configured_authority_a_bad_host_is_a_400_too(host: str) -> None:
+    """authority= decides what is verified, but the app may still read the Host
+    (links, redirects): one that is not host[:port] is refused all the same."""
+    protected = protect(authority=HOST)
+    exchange = await call(protected.middleware, "GET", "/t", sign("GET", "/t"), host=host)
+    assert_rejected(exchange, protected, "malformed_request", 400)
+
+
+async def test_threat_U4_with_a_configured_authority_no_host_is_fine() -> None:
+    """Without a Host (HTTP/1.0), the configured authority is verified as usual."""
+    protected = protect(authority=HOST)
+    exchange = await call(protected.middleware, "GET", "/t", sign("GET", "/t"), host=None)
+    assert_accepted(exchange)
 
 
 @KEYRINGS
@@ -922,6 +943,23 @@ async def test_threat_U7_root_path_is_not_trusted_as_prefix() -> None:
         protected.middleware, "GET", "/items", sign("GET", "/api/items"), root_path="/api"
     )
     assert_rejected(exchange, protected, "invalid_signature")
+
+
+@pytest.mark.parametrize("path", ["/t", "/hooks"])
+async def test_threat_T1_a_clock_that_gives_nan_fails_closed(path: str) -> None:
+    """A broken clock reading NaN would pass every window comparison (a 1970 signature
+    accepted): the request is a 503, logged, and never reaches the app, on RFC 9421
+    and webhook paths alike."""
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    protected = protect(clock=FakeClock(math.nan), webhooks={"/hooks": StandardWebhooks(secret)})
+    if path == "/t":
+        headers = sign("POST", "/t", JSON, BODY, now=0)
+    else:
+        headers = _sw_delivery(secret, BODY, 0, "msg_1970")
+    exchange = await call(protected.middleware, "POST", path, headers, BODY)
+    assert exchange.status_code == 503
+    assert problem(exchange)["reason"] == "verification_unavailable"
+    assert protected.echo.untouched()
 
 
 # == 6. Body handling ===================================================================
@@ -1316,17 +1354,55 @@ async def test_threat_M1_a_signature_already_spent_makes_the_pair_a_replay(
     assert_hidden(replay, protected, caplog, "replayed", before=1)
 
 
-async def test_threat_M1_a_second_signature_that_fails_is_not_recorded() -> None:
-    """Only signatures that verify are proofs: a garbage sig2 beside a valid sig1
-    neither blocks the request nor takes a place in the store."""
-    store = MemoryNonceStore()
-    protected = protect(nonce_store=store)
-    one = sign("POST", "/t", JSON, BODY)
-    junk = sign("POST", "/t", JSON, BODY, key=HMACKey("client-2", b"z" * 32), label="sig2")
+@pytest.mark.parametrize("why", ["created ahead", "key not yet known"])
+async def test_threat_M1_a_second_signature_that_verifies_only_later_is_spent_too(
+    why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sig2 beside a valid sig1 does not verify yet (created 100 s ahead, past the
+    30 s skew; or its key is added to the server later), so it neither blocks the
+    request nor counts: but its nonce is spent with sig1's, so once it would verify,
+    sig2 stripped out and sent alone is a replay."""
+    clock = FakeClock(NOW)
+    keys = {KEY.key_id: KEY, KEY2.key_id: KEY2} if why == "created ahead" else {KEY.key_id: KEY}
+    protected = protect(clock=clock, keys=keys.get)
+    one = sign("POST", "/t", JSON, BODY, key=KEY, label="sig1")
+    later = NOW + 100 if why == "created ahead" else NOW
+    two = sign("POST", "/t", JSON, BODY, key=KEY2, label="sig2", now=later)
     both = {
         **one,
-        "Signature-Input": f"{one['Signature-Input']}, {junk['Signature-Input']}",
-        "Signature": f"{one['Signature']}, {junk['Signature']}",
+        "Signature-Input": f"{one['Signature-Input']}, {two['Signature-Input']}",
+        "Signature": f"{one['Signature']}, {two['Signature']}",
+    }
+    assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
+    if why == "created ahead":
+        clock.now = NOW + 100
+    else:
+        keys[KEY2.key_id] = KEY2
+    replay = await call(protected.middleware, "POST", "/t", {**two, **JSON}, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+
+
+@pytest.mark.parametrize("copy", ["another label, same pair", "a relabelled copy"])
+async def test_threat_M1_two_signatures_with_one_nonce_are_accepted_once(copy: str) -> None:
+    """Two labels carrying the same (key id, nonce), e.g. sig1 duplicated by an
+    intermediary under another label, are one pair: the request is accepted (not
+    refused as its own replay), and the pair is spent once."""
+    store = MemoryNonceStore()
+    protected = protect(nonce_store=store)
+    one = sign("POST", "/t", JSON, BODY, nonce="same")
+    if copy == "a relabelled copy":
+        extra_input = one["Signature-Input"].replace("sig1=", "sig2=", 1)
+        extra = one["Signature"].replace("sig1=", "sig2=", 1)
+    else:
+        other = sign(
+            "POST", "/t", JSON, BODY, nonce="same", label="sig2",
+            components=["@method", "@authority", "@path", "@query", "content-digest"],
+        )  # fmt: skip
+        extra_input, extra = other["Signature-Input"], other["Signature"]
+    both = {
+        **one,
+        "Signature-Input": f"{one['Signature-Input']}, {extra_input}",
+        "Signature": f"{one['Signature']}, {extra}",
     }
     assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
     assert len(store) == 1

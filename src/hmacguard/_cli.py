@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
 import os
 import re
 import secrets
@@ -87,6 +88,17 @@ _SECRET_HELP = (
     f"--secret-file F (safer), or the {SECRET_ENV} environment variable. "
     "A secret is never printed."
 )
+
+
+def _epoch_seconds(text: str) -> float:
+    """``--now``: a finite number of epoch seconds (NaN would pass every time check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number of seconds: {text!r}")
+    return value
 
 
 class CLIError(Exception):
@@ -497,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--request", default="-", metavar="FILE", help="the raw request (default: stdin)"
     )
     verify.add_argument("--body-file", metavar="F", help="the body, when the capture lacks it")
-    verify.add_argument("--now", type=float, metavar="TS", help="verify as of this epoch time")
+    verify.add_argument(
+        "--now", type=_epoch_seconds, metavar="TS", help="verify as of this epoch time"
+    )
     verify.add_argument("--scheme", help="the scheme the client used (default https)")
     verify.add_argument("--authority", help="the host[:port] the client signed (default: Host)")
     verify.add_argument("--max-age", type=int, default=300, metavar="S", help="default 300")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import sys
 import types
 from collections import Counter
@@ -53,7 +52,7 @@ from ._errors import (
     VerificationUnavailable,
 )
 from ._keys import Keys
-from ._message import normalise_authority
+from ._message import GOOD_HOSTS, is_host_port, normalise_authority
 from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
@@ -78,24 +77,10 @@ _running_loop = asyncio.events._get_running_loop
 
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 _MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
-# RFC 9110 §7.2: Host = uri-host [ ":" port ], the host being an IP literal in
-# brackets or a name or IPv4 address made of RFC 3986's unreserved, pct-encoded
-# and sub-delims characters. Nothing else is accepted: a "/", "?", "#" or "@"
-# would move part of the Host into the path, query, fragment or userinfo of the
-# URL the signature is checked against (THREATS U-class: a signature for "GET /"
-# must not pass "GET /admin" sent with "Host: example.com#"), and an empty Host
-# names no authority at all.
-_HOST = re.compile(
-    r"(?:\[[0-9A-Za-z:.!$&'()*+,;=~_%-]+\]|[0-9A-Za-z.!$&'()*+,;=~_%-]+)(?::[0-9]*)?"
-)
-# Hosts already found well formed: the usual request pays a dict lookup, not a
-# match. Bounded, since Host values come from clients.
-_GOOD_HOSTS: dict[str, None] = {}
-_GOOD_HOSTS_SIZE = 64
 # What the header phase gives: the verified signature, the declared body size
-# (-1: none announced), the Content-Digest value, and the request's other
-# signatures that verify too (RFC 9421 §4.3; their nonces are recorded as well).
-_HeaderPhase = tuple[VerifiedSignature, int, "str | None", tuple[VerifiedSignature, ...]]
+# (-1: none announced), the Content-Digest value, and the (key id, nonce) pairs
+# of the request's other signatures (RFC 9421 §4.3), spent with the winner's.
+_HeaderPhase = tuple[VerifiedSignature, int, "str | None", tuple[tuple[str, str], ...]]
 
 # What _request() gives: method, scheme, authority, path, query, declared body
 # size, the header dict for the fast path (or None), the header list, and the
@@ -274,7 +259,7 @@ class SignatureMiddleware:
             raise ValueError('scheme must be "http" or "https"')
         self._scheme = scheme
         if authority is not None:
-            if not isinstance(authority, str) or not _good_host(authority):
+            if not isinstance(authority, str) or not is_host_port(authority):
                 raise ValueError("authority is a host[:port], e.g. 'api.example.com'")
             authority = normalise_authority(authority, scheme or "https")
         self._authority = authority
@@ -378,13 +363,9 @@ class SignatureMiddleware:
                         key_id=verified.key_id,
                     )
             if self._memory is not None:
-                self._check_replay_in_memory(verified, self._memory)
-                for other in others:
-                    self._check_replay_in_memory(other, self._memory)
+                self._check_replay_in_memory(verified, self._memory, others)
             else:
-                await self._check_replay(verified)
-                for other in others:
-                    await self._check_replay(other)
+                await self._check_replay(verified, others)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -446,14 +427,16 @@ class SignatureMiddleware:
         if length is not None:
             # A bad value is refused here as _request() would refuse it.
             declared = max(declared, _content_length(length.decode("latin-1")))
-        authority = self._authority
-        if authority is None:
-            host = headers.get(b"host")
-            if host is None:
-                return None
-            authority = host.decode("latin-1")
-            if authority not in _GOOD_HOSTS and not _good_host(authority):
+        host = headers.get(b"host")
+        if host is not None:
+            text = host.decode("latin-1")
+            if text not in GOOD_HOSTS and not is_host_port(text):
                 return None  # _request() refuses it, with the reason
+            authority = self._authority or text
+        elif self._authority is None:
+            return None
+        else:
+            authority = self._authority
         raw_path = scope.get("raw_path")
         if not raw_path:
             return None
@@ -500,17 +483,12 @@ class SignatureMiddleware:
             _check_one_line_each(raw, verified)
         if headers is None or _names_an_override(headers):
             _check_method_override(raw, verified)
-        others: tuple[VerifiedSignature, ...] = ()
+        others: tuple[tuple[str, str], ...] = ()
         if _may_hold_several(raw):
-            # Each other signature that verifies is a proof someone could
-            # replay on its own: its nonce is recorded with the winner's.
-            others = await self._within(
-                self._key_deadlines,
-                self._verifier._others(
-                    method, _url(scheme, authority, path, query), raw, verified, declared > 0
-                ),
-                KeyLookupFailed,
-                "the key resolver",
+            # Any other signature could be stripped out and sent again alone:
+            # its nonce is spent with the winner's.
+            others = self._verifier._other_nonces(
+                method, _url(scheme, authority, path, query), raw, verified
             )
         return verified, declared, digest, others
 
@@ -547,14 +525,16 @@ class SignatureMiddleware:
             host, length, declared, digest = _scan_headers(raw)
         if length is not None:
             declared = max(declared, _content_length(length))
+        if host is not None:
+            # Checked with authority= too: the app may still read the Host.
+            if len(host) > _MAX_HOST:
+                raise MalformedRequest("the Host header is too long")
+            if not is_host_port(host):
+                raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")
         if self._authority is not None:
             authority = self._authority
         elif host is None:
             raise MalformedRequest("the request has no Host header")
-        elif len(host) > _MAX_HOST:
-            raise MalformedRequest("the Host header is too long")
-        elif not _good_host(host):
-            raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")
         else:
             authority = host
         raw_path = scope.get("raw_path")
@@ -675,25 +655,46 @@ class SignatureMiddleware:
         except Exception as exc:
             raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
 
-    async def _check_replay(self, verified: VerifiedSignature) -> None:
+    async def _check_replay(
+        self, verified: VerifiedSignature, others: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """Record the winner's (key id, nonce), then the other signatures'
+        (``others``); any one already recorded makes the request a replay."""
         nonce = verified.nonce
         store = self._store
         if nonce is None or store is None:
             return
-        key = nonce_key(verified.key_id, nonce)
-        if not await self._add(store, self._store_deadlines, key, self._ttl):
-            raise _replayed(verified)
+        for key_id, spent in ((verified.key_id, nonce), *others):
+            if not await self._add(
+                store, self._store_deadlines, nonce_key(key_id, spent), self._ttl
+            ):
+                raise _replayed(verified)
 
-    def _check_replay_in_memory(self, verified: VerifiedSignature, store: MemoryNonceStore) -> None:
+    def _check_replay_in_memory(
+        self,
+        verified: VerifiedSignature,
+        store: MemoryNonceStore,
+        others: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """:meth:`_check_replay` for the memory store: no await, no coroutine."""
         nonce = verified.nonce
-        if nonce is not None and not store.add_sync(nonce_key(verified.key_id, nonce), self._ttl):
+        if nonce is None:
+            return
+        if not store.add_sync(nonce_key(verified.key_id, nonce), self._ttl):
             raise _replayed(verified)
+        for key_id, spent in others:
+            if not store.add_sync(nonce_key(key_id, spent), self._ttl):
+                raise _replayed(verified)
 
     # -- webhooks ------------------------------------------------------------
 
     def _webhook_profile(self, scope: Scope) -> WebhookProfile | None:
-        path = scope.get("path", "")
+        """The profile of the webhook path the router sees, if any. A path with a
+        "." or ".." segment is none: a delivery's MAC covers its body, not its
+        path, so "/webhooks/stripe/../admin" must not ride on it."""
+        path = _route_path(scope)
+        if _has_dot_segment(path):
+            return None
         for prefix, profile in self._webhooks:  # longest prefix first
             if path == prefix or path.startswith(prefix + "/") or prefix == "/":
                 return profile
@@ -1114,19 +1115,6 @@ def _content_length(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise MalformedRequest("Content-Length is not a number")
     return int(value)
-
-
-def _good_host(host: str) -> bool:
-    """Whether ``host`` is a well-formed ``host[:port]`` (see :data:`_HOST`);
-    remembered when it is."""
-    if host in _GOOD_HOSTS:
-        return True
-    if len(host) > _MAX_HOST or _HOST.fullmatch(host) is None:
-        return False
-    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_SIZE:
-        _GOOD_HOSTS.clear()
-    _GOOD_HOSTS[host] = None
-    return True
 
 
 def _url(scheme: str, authority: str, path: str, query: str | None) -> str:

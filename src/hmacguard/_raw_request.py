@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ._message import is_host_port
+
 __all__ = ["RawRequest", "RequestError", "Target", "parse_request", "request_url"]
 
 
@@ -22,6 +24,7 @@ _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/\d(?:\.\d
 _CURL_REQUEST_LINE = re.compile(r"> ?[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d")
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)", re.DOTALL)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 @dataclass
@@ -206,7 +209,16 @@ def request_url(request: RawRequest, scheme: str | None, authority: str | None) 
         RequestError: no usable Host header for an origin-form target, or a
             target form that requests do not sign (``*``, authority-form).
     """
+    # The server's own checks (SignatureMiddleware): a value that is not a
+    # host[:port], or a "#" in the target, would be split differently once put
+    # into a URL than the server would ever take it.
+    if scheme is not None and _SCHEME.fullmatch(scheme) is None:
+        raise RequestError(f"--scheme {scheme[:40]!r} is not a URL scheme, e.g. https")
+    if authority is not None and not is_host_port(authority):
+        raise RequestError(f"--authority {authority[:80]!r} is not a host[:port]")
     target = request.target
+    if "#" in target:
+        raise RequestError(f"the request target {target[:80]!r} holds a '#': nothing sends one")
     absolute = _ABSOLUTE.fullmatch(target)
     line = f"line {request.line}"
     if absolute is not None:
@@ -217,6 +229,10 @@ def request_url(request: RawRequest, scheme: str | None, authority: str | None) 
         if authority is not None:
             return Target(
                 f"{used_scheme}://{authority}{rest}", scheme_from, "--authority", authority
+            )
+        if not is_host_port(own_authority):
+            raise RequestError(
+                f"the target's authority {own_authority[:80]!r} is not a host[:port]"
             )
         return Target(
             f"{used_scheme}://{own_authority}{rest}",
@@ -241,7 +257,7 @@ def request_url(request: RawRequest, scheme: str | None, authority: str | None) 
             "the request has several Host headers: give the authority with --authority"
         )
     host = hosts[0].strip(" \t")
-    if not host or any(c in host for c in "/?# \t\r\n"):
+    if not is_host_port(host):
         raise RequestError(f"the Host header {host[:80]!r} is not a host[:port]")
     lines = request.lines_of("host")
     return Target(

@@ -21,6 +21,7 @@ error is raised. Then, for :meth:`Verifier.verify`, the body is checked against
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from hmac import compare_digest
@@ -536,36 +537,33 @@ class Verifier:
             # the garbage collector (16 objects per refusal, measured).
             first_error = None
 
-    async def _others(
-        self,
-        method: str,
-        url: str,
-        headers: HeadersLike,
-        winner: VerifiedSignature,
-        has_body: bool,
-        now: float | None = None,
-    ) -> tuple[VerifiedSignature, ...]:
-        """The request's signatures other than ``winner`` that verify as well.
+    def _other_nonces(
+        self, method: str, url: str, headers: HeadersLike, winner: VerifiedSignature
+    ) -> tuple[tuple[str, str], ...]:
+        """The (key id, nonce) pairs of the request's other signatures, each once,
+        the winner's left out.
 
-        RFC 9421 §4.3 lets a request carry several signatures. Each one that
-        verifies is a proof someone can strip the others from and replay on
-        its own, so the middleware records every one's nonce, not only the
-        winner's. The checks are those of :meth:`verify_headers`; a candidate
-        that fails any of them is left out, it is no proof.
+        RFC 9421 §4.3 lets a request carry several signatures. Any one of them,
+        stripped of the others, could be sent again on its own, and one that
+        does not verify now may verify later (its ``created`` still ahead, its
+        key not yet known, its resolver failing for a moment). So each pair is
+        spent with the winner's, whether it verifies or not: nothing is looked
+        up, and a pair is only a store entry. Only well-formed ids count.
         """
-        current = self._clock() if now is None else now
-        message = Message(method, url, headers)
-        found = []
-        for candidate in self._candidates(message):
-            if candidate.label == winner.label:
+        pairs: dict[tuple[str, str], None] = {}
+        for candidate in self._candidates(Message(method, url, headers)):
+            if candidate.label == winner.label or candidate.error is not None:
                 continue
-            try:
-                key_id = self._check_parameters(candidate, current)
-                key = await self._keyring.alookup(key_id)
-                found.append(self._finish(candidate, key, key_id, message, has_body))
-            except VerificationError:
-                continue
-        return tuple(found)
+            key_id, nonce = candidate.params.get("keyid"), candidate.params.get("nonce")
+            if (
+                isinstance(key_id, str)
+                and isinstance(nonce, str)
+                and 0 < len(key_id) <= MAX_ID_BYTES
+                and 0 < len(nonce) <= MAX_ID_BYTES
+                and (key_id, nonce) != (winner.key_id, winner.nonce)
+            ):
+                pairs[key_id, nonce] = None
+        return tuple(pairs)
 
     def _try_fast(
         self,
@@ -757,7 +755,8 @@ class Verifier:
             return None
         # Time window (RFC 9421 §3.2.1), as _check_parameters computes it.
         created = int(created_text)
-        if created > now + self._clock_skew or now - created > self._max_age:
+        # Written so that a NaN clock fails it (every comparison with NaN is false).
+        if not (created <= now + self._clock_skew and now - created <= self._max_age):
             return None
         expires = None
         if expires_text is not None:
@@ -872,6 +871,9 @@ class Verifier:
             raise InvalidParameters(f"unsupported alg {alg!r}", label=label, key_id=key_id)
         if expires is not None and expires < created:
             raise InvalidParameters("expires precedes created", label=label, key_id=key_id)
+        if not math.isfinite(now):
+            # A NaN clock would pass every comparison below: fail closed.
+            raise ValueError(f"the current time is not a finite number of seconds: {now!r}")
         # RFC 9421 §3.2.1: the verifier enforces its own freshness window on created.
         if created > now + self._clock_skew:
             raise NotYetValid(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -292,6 +293,9 @@ def read_id(text: str, title: str) -> str:
 
 def check_window(timestamp: int, now: float, tolerance: float, title: str) -> None:
     """Reject a timestamp outside ``now ± tolerance`` (both directions, THREATS W1, W4)."""
+    if not math.isfinite(now):
+        # A NaN clock would pass both comparisons: fail closed.
+        raise ValueError(f"the current time is not a finite number of seconds: {now!r}")
     if now - timestamp > tolerance:
         raise Expired(f"{title} is more than {tolerance:g} s old")
     if timestamp - now > tolerance:
