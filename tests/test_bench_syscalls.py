@@ -69,6 +69,7 @@ def test_a_row_adds_up_the_calls_and_compares_with_the_bare_app() -> None:
 
 
 def test_an_unknown_app_is_an_error() -> None:
+    """A name that is no served app is a usage error (2), not an empty table."""
     completed = _run("no such app")
     assert completed.returncode == 2
     assert "unknown app" in completed.stderr

@@ -783,6 +783,22 @@ async def test_threat_U4_a_well_formed_host_verifies(keys: Any, host: str) -> No
     assert (echoed["raw_path"], echoed["query"]) == ("/t", "x=1")
 
 
+@KEYRINGS
+@pytest.mark.parametrize("raw_path", [b"*", b"x/y", b"http://api.example/z"])
+async def test_threat_U7_a_target_not_starting_with_a_slash_is_a_400_under_a_prefix_too(
+    keys: Any, raw_path: bytes
+) -> None:
+    """With path_prefix="/api", "/api" + "*" would look like a path: the raw path is
+    checked before the prefix goes in front, on the fast path as on the general."""
+    protected = protect(keys=keys, path_prefix="/api")
+    warm = sign("GET", "/api/t")  # the component list is then known to the fast path
+    assert_accepted(await call(protected.middleware, "GET", "/t", warm))
+    headers = sign("GET", "http://api.example/api" + raw_path.decode())
+    scope = http_scope("GET", b"/t", headers, raw_path=raw_path)
+    exchange = await drive(protected.middleware, scope, body_messages(b""))
+    assert_rejected(exchange, protected, "malformed_request", 400, before=1)
+
+
 @pytest.mark.parametrize("host", [f"{HOST}#", "evil@example", "", "a b", f"{HOST}/admin"])
 async def test_threat_U4_with_a_configured_authority_a_bad_host_is_a_400_too(host: str) -> None:
     """authority= decides what is verified, but the app may still read the Host

@@ -108,11 +108,16 @@ class CLIError(Exception):
 # -- secrets -------------------------------------------------------------------
 
 
-def _secret_text(args: argparse.Namespace) -> str:
-    """The secret's text from --secret, --secret-file or $HMACGUARD_SECRET (in that order)."""
+def _secret_text(args: argparse.Namespace, *, stdin: bool = False) -> str:
+    """The secret's text from --secret, --secret-file or $HMACGUARD_SECRET (in that
+    order); with ``stdin``, ``--secret-file -`` reads standard input."""
     if args.secret is not None and args.secret_file is not None:
         raise CLIError("give --secret or --secret-file, not both")
-    if args.secret_file is not None:
+    if stdin and args.secret_file == _STDIN:
+        text = sys.stdin.read()
+        if not text.strip():
+            raise CLIError("no secret on standard input")
+    elif args.secret_file is not None:
         try:
             text = Path(args.secret_file).read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -170,14 +175,7 @@ def _cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_fingerprint(args: argparse.Namespace, out: TextIO) -> int:
-    if args.secret_file == _STDIN:
-        if args.secret is not None:
-            raise CLIError("give --secret or --secret-file, not both")
-        text = sys.stdin.read().strip()
-        if not text:
-            raise CLIError("no secret on standard input")
-    else:
-        text = _secret_text(args)
+    text = _secret_text(args, stdin=True)
     try:
         raw = decode_secret(text.removeprefix("whsec_"))
     except ValueError as exc:

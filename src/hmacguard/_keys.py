@@ -76,7 +76,9 @@ def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
     if _HEX_TEXT.fullmatch(text):
         raise ValueError(
             "a text secret is read as base64, and this one is all hex digits (read as base64 "
-            "it would be another key): pass the bytes, e.g. bytes.fromhex(text), or base64 text"
+            "it would be another key): pass the bytes the other side uses as the key, "
+            "bytes.fromhex(text) if it decodes the hex, text.encode() if it uses the "
+            "characters themselves (as Slack's signing secret does), or base64 text"
         )
     text = text.replace("-", "+").replace("_", "/")
     text += "=" * (-len(text) % 4)

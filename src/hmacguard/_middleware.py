@@ -401,12 +401,13 @@ class SignatureMiddleware:
         """The header phase of the usual HTTP request in one pass, or None.
 
         The usual request: header names in lowercase bytes, none repeated, no
-        trailer or method-override header, a ``Host`` (unless ``authority=``
-        is configured) and a raw path, and a signature the verifier's fast
-        path accepts (which decodes only the headers the signature covers).
-        Anything else returns None and :meth:`_headers` decides, with the
-        precise reason. A ``Content-Length`` that is not a number and a MAC
-        that fails are refused at once, as they would be there.
+        trailer or method-override header, a well-formed ``Host`` (optional
+        with ``authority=``) and a raw path starting with ``/``, and a
+        signature the verifier's fast path accepts (which decodes only the
+        headers the signature covers). Anything else returns None and
+        :meth:`_headers` decides, with the precise reason. A
+        ``Content-Length`` that is not a number and a MAC that fails are
+        refused at once, as they would be there.
         """
         raw = scope["headers"]
         try:
@@ -438,8 +439,8 @@ class SignatureMiddleware:
         else:
             authority = self._authority
         raw_path = scope.get("raw_path")
-        if not raw_path:
-            return None
+        if not raw_path or raw_path[:1] != b"/":
+            return None  # checked before path_prefix is put in front, as _request() does
         path = raw_path.decode("latin-1")
         if self._prefix:
             path = self._prefix + path
