@@ -1398,6 +1398,70 @@ async def test_threat_M1_a_second_signature_that_verifies_only_later_is_spent_to
     assert_hidden(replay, protected, caplog, "replayed", before=1)
 
 
+class _FailingOnce(MemoryNonceStore):
+    """A store of one's own whose ``add`` raises once, on the call numbered ``fail_at``."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__(clock=FakeClock())
+        self.fail_at = fail_at
+        self.calls = 0
+
+    async def add(self, key: str, ttl: float) -> bool:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ConnectionError("the store went away for a moment")
+        return await super().add(key, ttl)
+
+
+async def test_threat_R2_a_store_failure_part_way_takes_back_what_the_request_wrote() -> None:
+    """Two signatures, and the store fails on the second pair: 503, and the first
+    pair is taken back, so the client's retry of the same request is accepted, not
+    refused as its own replay."""
+    store = _FailingOnce(fail_at=2)
+    protected = protect(nonce_store=store)
+    _, _, both = _two_signers()
+    failed = await call(protected.middleware, "POST", "/t", both, BODY)
+    assert (failed.status_code, problem(failed)["reason"]) == (503, "nonce_store_unavailable")
+    assert len(store) == 0
+    assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
+
+
+@pytest.mark.parametrize("store", [None, _OwnStore], ids=["memory store", "own store"])
+async def test_threat_R2_a_replay_through_another_signature_spends_nothing(
+    store: type[MemoryNonceStore] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sig2 alone is accepted; then sig1 + sig2 is a replay (sig2's pair is spent),
+    and sig1's fresh pair is taken back: sig1 alone is still accepted once. The log
+    names the signature whose pair was spent."""
+    protected = protect() if store is None else protect(nonce_store=store())
+    one, two, both = _two_signers()
+    assert_accepted(await call(protected.middleware, "POST", "/t", {**two, **JSON}, BODY), BODY)
+    replay = await call(protected.middleware, "POST", "/t", both, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+    assert "another signature in it (key id 'client-2')" in caplog.text
+    assert_accepted(await call(protected.middleware, "POST", "/t", one, BODY), BODY)
+
+
+async def test_threat_M1_without_required_nonces_the_others_are_spent_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """require_nonce=False and a winner without a nonce: the other signature's pair
+    is still spent, so it cannot be sent again alone."""
+    protected = protect(require_nonce=False)
+    one = sign("POST", "/t", JSON, BODY, key=KEY, label="sig1", nonce=False)
+    two = sign("POST", "/t", JSON, BODY, key=KEY2, label="sig2")
+    both = {
+        **one,
+        "Signature-Input": f"{one['Signature-Input']}, {two['Signature-Input']}",
+        "Signature": f"{one['Signature']}, {two['Signature']}",
+    }
+    assert assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)[
+        "key_id"
+    ] == ("client-1")
+    replay = await call(protected.middleware, "POST", "/t", {**two, **JSON}, BODY)
+    assert_hidden(replay, protected, caplog, "replayed", before=1)
+
+
 @pytest.mark.parametrize("copy", ["another label, same pair", "a relabelled copy"])
 async def test_threat_M1_two_signatures_with_one_nonce_are_accepted_once(copy: str) -> None:
     """Two labels carrying the same (key id, nonce), e.g. sig1 duplicated by an

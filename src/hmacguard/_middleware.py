@@ -659,17 +659,26 @@ class SignatureMiddleware:
     async def _check_replay(
         self, verified: VerifiedSignature, others: tuple[tuple[str, str], ...] = ()
     ) -> None:
-        """Record the winner's (key id, nonce), then the other signatures'
-        (``others``); any one already recorded makes the request a replay."""
-        nonce = verified.nonce
+        """Record the winner's (key id, nonce) and the other signatures' pairs
+        (``others``); any one already recorded makes the request a replay. A
+        request refused part way (a replay, a store failure) takes back the
+        pairs it wrote, so that it spends nothing (THREATS R2)."""
         store = self._store
-        if nonce is None or store is None:
+        if store is None:
             return
-        for key_id, spent in ((verified.key_id, nonce), *others):
-            if not await self._add(
-                store, self._store_deadlines, nonce_key(key_id, spent), self._ttl
-            ):
-                raise _replayed(verified)
+        added: list[str] = []
+        try:
+            for key_id, nonce in _pairs(verified, others):
+                key = nonce_key(key_id, nonce)
+                if not await self._add(store, self._store_deadlines, key, self._ttl):
+                    raise _replayed(verified, key_id)
+                added.append(key)
+        except Exception:
+            discard = getattr(store, "discard", None)
+            if discard is not None:
+                for key in added:
+                    await self._take_back(discard, key)
+            raise
 
     def _check_replay_in_memory(
         self,
@@ -679,13 +688,36 @@ class SignatureMiddleware:
     ) -> None:
         """:meth:`_check_replay` for the memory store: no await, no coroutine."""
         nonce = verified.nonce
-        if nonce is None:
-            return
-        if not store.add_sync(nonce_key(verified.key_id, nonce), self._ttl):
-            raise _replayed(verified)
-        for key_id, spent in others:
-            if not store.add_sync(nonce_key(key_id, spent), self._ttl):
+        if not others:  # the usual request: one signature
+            if nonce is not None and not store.add_sync(
+                nonce_key(verified.key_id, nonce), self._ttl
+            ):
                 raise _replayed(verified)
+            return
+        added: list[str] = []
+        try:
+            for key_id, spent in _pairs(verified, others):
+                key = nonce_key(key_id, spent)
+                if not store.add_sync(key, self._ttl):
+                    raise _replayed(verified, key_id)
+                added.append(key)
+        except Exception:
+            for key in added:
+                store.discard_sync(key)
+            raise
+
+    async def _take_back(self, discard: Callable[[str], Awaitable[None]], key: str) -> None:
+        """Forget a pair a refused request wrote; a store that cannot is logged."""
+        try:
+            await self._within(
+                self._store_deadlines, discard(key), NonceStoreUnavailable, "the nonce store"
+            )
+        except Exception as exc:
+            logger.warning(
+                "hmacguard: could not take back a nonce of a refused request (%s): "
+                "its signature cannot be sent again",
+                type(exc).__name__,
+            )
 
     # -- webhooks ------------------------------------------------------------
 
@@ -993,12 +1025,26 @@ def _warn_shared_secrets(routes: list[tuple[str, WebhookProfile]]) -> None:
                 )
 
 
-def _replayed(verified: VerifiedSignature) -> Replayed:
-    return Replayed(
-        "this (key id, nonce) pair was already accepted",
-        label=verified.label,
-        key_id=verified.key_id,
+def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replayed:
+    """The request is a replay: its winner's pair, or (``key_id``, of another
+    signature in it) another pair, was already accepted."""
+    detail = (
+        "this (key id, nonce) pair was already accepted"
+        if key_id is None or key_id == verified.key_id
+        else f"the (key id, nonce) pair of another signature in it (key id {key_id!r}) "
+        "was already accepted"
     )
+    return Replayed(detail, label=verified.label, key_id=verified.key_id)
+
+
+def _pairs(
+    verified: VerifiedSignature, others: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """The (key id, nonce) pairs a request spends: the winner's (if it has a
+    nonce), then its other signatures'."""
+    if verified.nonce is None:
+        return others
+    return ((verified.key_id, verified.nonce), *others)
 
 
 class _Replay:

@@ -184,6 +184,10 @@ class MemoryNonceStore:
 
     async def discard(self, key: str) -> None:
         """Forget ``key``, so that it can be added again."""
+        self.discard_sync(key)
+
+    def discard_sync(self, key: str) -> None:
+        """:meth:`discard` without a coroutine (it never waits)."""
         with self._lock:
             # Its queue entry stays and is skipped when swept (the expiry differs).
             self._expiry.pop(key, None)

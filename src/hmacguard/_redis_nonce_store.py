@@ -1,6 +1,7 @@
 """RedisNonceStore: one nonce store shared by every worker and host, in Redis.
 
-Each request costs one round trip, ``SET <prefix><hash> 1 NX PX <ttl ms>``:
+Each signature costs one round trip (a request carries one, as a rule),
+``SET <prefix><hash> 1 NX PX <ttl ms>``:
 Redis checks and inserts in one atomic step, so of two concurrent requests
 carrying the same (key id, nonce), on any worker, exactly one gets ``OK``
 (THREATS R4, R5). Only single-key commands are used, so the store works on
