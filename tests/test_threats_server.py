@@ -1426,6 +1426,27 @@ async def test_threat_R2_a_store_failure_part_way_takes_back_what_the_request_wr
     assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
 
 
+async def test_threat_R2_a_nonce_that_cannot_be_taken_back_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the store cannot take a written pair back either, the request is still
+    answered 503 (never a 500), and the stranded nonce is logged."""
+
+    class Stuck(_FailingOnce):
+        async def discard(self, key: str) -> None:
+            raise ConnectionError("still away")
+
+    protected = protect(nonce_store=Stuck(fail_at=2))
+    _, _, both = _two_signers()
+    failed = await call(protected.middleware, "POST", "/t", both, BODY)
+    assert (failed.status_code, problem(failed)["reason"]) == (503, "nonce_store_unavailable")
+    assert protected.echo.untouched()
+    assert (
+        "could not forget a nonce of a refused request (ConnectionError): "
+        "its signature cannot be sent again"
+    ) in caplog.text
+
+
 @pytest.mark.parametrize("store", [None, _OwnStore], ids=["memory store", "own store"])
 async def test_threat_R2_a_replay_through_another_signature_spends_nothing(
     store: type[MemoryNonceStore] | None, caplog: pytest.LogCaptureFixture

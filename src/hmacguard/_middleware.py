@@ -677,7 +677,12 @@ class SignatureMiddleware:
             discard = getattr(store, "discard", None)
             if discard is not None:
                 for key in added:
-                    await self._take_back(discard, key)
+                    await self._forget(
+                        discard,
+                        key,
+                        self._store_deadlines,
+                        _REFUSED_NONCE,
+                    )
             raise
 
     def _check_replay_in_memory(
@@ -705,19 +710,6 @@ class SignatureMiddleware:
             for key in added:
                 store.discard_sync(key)
             raise
-
-    async def _take_back(self, discard: Callable[[str], Awaitable[None]], key: str) -> None:
-        """Forget a pair a refused request wrote; a store that cannot is logged."""
-        try:
-            await self._within(
-                self._store_deadlines, discard(key), NonceStoreUnavailable, "the nonce store"
-            )
-        except Exception as exc:
-            logger.warning(
-                "hmacguard: could not take back a nonce of a refused request (%s): "
-                "its signature cannot be sent again",
-                type(exc).__name__,
-            )
 
     # -- webhooks ------------------------------------------------------------
 
@@ -810,10 +802,20 @@ class SignatureMiddleware:
         try:
             await self.app(scope, _Replay(body, receive), watch_status)
         except Exception:
-            await self._forget(forget, self._delivery_key(profile, verified))
+            await self._forget(
+                forget,
+                self._delivery_key(profile, verified),
+                self._webhook_store_deadlines,
+                _FAILED_DELIVERY,
+            )
             raise
         if status == 0 or status >= 500:
-            await self._forget(forget, self._delivery_key(profile, verified))
+            await self._forget(
+                forget,
+                self._delivery_key(profile, verified),
+                self._webhook_store_deadlines,
+                _FAILED_DELIVERY,
+            )
 
     @staticmethod
     def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
@@ -827,21 +829,23 @@ class SignatureMiddleware:
         key = self._delivery_key(profile, verified)
         return await self._add(store, self._webhook_store_deadlines, key, profile.dedupe_ttl)
 
-    async def _forget(self, discard: Callable[[str], Awaitable[None]], key: str) -> None:
-        """Forget a delivery the app failed on; a store that cannot (or does not answer
-        within ``lookup_timeout``) is logged, not raised."""
+    async def _forget(
+        self,
+        discard: Callable[[str], Awaitable[None]],
+        key: str,
+        deadlines: Deadlines | None,
+        what: tuple[str, str],
+    ) -> None:
+        """Take ``key`` back out of a store (a delivery the app failed on, a nonce
+        of a refused request); a store that cannot, or does not answer within
+        ``lookup_timeout``, is logged (``what``: the key and what follows), not
+        raised: the response is sent, or an error is already on its way."""
         try:
-            await self._within(
-                self._webhook_store_deadlines,
-                discard(key),
-                NonceStoreUnavailable,
-                "the nonce store",
-            )
-        except Exception as exc:  # the response is sent, or the app's own error is on its way
+            await self._within(deadlines, discard(key), NonceStoreUnavailable, "the nonce store")
+        except Exception as exc:
+            thing, consequence = what
             logger.warning(
-                "hmacguard: could not forget a failed delivery (%s): its redelivery will be "
-                "acknowledged as a duplicate",
-                type(exc).__name__,
+                "hmacguard: could not forget %s (%s): %s", thing, type(exc).__name__, consequence
             )
 
     async def _reject(
@@ -1069,6 +1073,8 @@ class _Replay:
 # trailers, and uvicorn's httptools protocol appends trailer fields to the very
 # header list the scope holds, after or before the signature was checked.
 # Fields that arrive in a trailer are never verified, so such requests are refused.
+_FAILED_DELIVERY = ("a failed delivery", "its redelivery will be acknowledged as a duplicate")
+_REFUSED_NONCE = ("a nonce of a refused request", "its signature cannot be sent again")
 _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"
 
 # Headers that frameworks honour to change the method the app acts on
