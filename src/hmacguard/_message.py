@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 __all__ = [
     "GOOD_HOSTS",
+    "MAX_HOST_PORT",
     "HeadersLike",
     "Message",
     "check_body",
@@ -111,7 +112,7 @@ _HOST_PORT = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[0-9A-Za-z.!$&'()*+,;=~_%-]+)"
     r"(?::[0-9]{1,5})?"
 )
-_MAX_HOST_PORT = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+MAX_HOST_PORT = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
 #: Values :func:`is_host_port` found well formed: a server's usual Host costs a
 #: dict lookup, not a match. Bounded, since Host values come from clients.
 GOOD_HOSTS: dict[str, None] = {}
@@ -126,7 +127,7 @@ def is_host_port(text: str) -> bool:
     """
     if text in GOOD_HOSTS:
         return True
-    if len(text) > _MAX_HOST_PORT or _HOST_PORT.fullmatch(text) is None:
+    if len(text) > MAX_HOST_PORT or _HOST_PORT.fullmatch(text) is None:
         return False
     if len(GOOD_HOSTS) >= _GOOD_HOSTS_SIZE:
         GOOD_HOSTS.clear()

@@ -52,7 +52,7 @@ from ._errors import (
     VerificationUnavailable,
 )
 from ._keys import Keys
-from ._message import GOOD_HOSTS, is_host_port, normalise_authority
+from ._message import GOOD_HOSTS, MAX_HOST_PORT, is_host_port, normalise_authority
 from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
@@ -76,7 +76,6 @@ _T = TypeVar("_T")
 _running_loop = asyncio.events._get_running_loop
 
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
-_MAX_HOST = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
 # What the header phase gives: the verified signature, the declared body size
 # (-1: none announced), the Content-Digest value, and the (key id, nonce) pairs
 # of the request's other signatures (RFC 9421 §4.3), spent with the winner's.
@@ -528,7 +527,7 @@ class SignatureMiddleware:
             declared = max(declared, _content_length(length))
         if host is not None:
             # Checked with authority= too: the app may still read the Host.
-            if len(host) > _MAX_HOST:
+            if len(host) > MAX_HOST_PORT:
                 raise MalformedRequest("the Host header is too long")
             if not is_host_port(host):
                 raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")

@@ -228,26 +228,23 @@ def _warn_if_one_of_several_workers() -> None:
         if _workers_warned:
             return
         workers = os.environ.get("WEB_CONCURRENCY", "1")
-        if workers.isascii() and workers.isdigit() and int(workers) > 1:
-            _workers_warned = True
-            logger.warning(
-                "MemoryNonceStore keeps nonces in this process only, but WEB_CONCURRENCY=%s: "
-                "a request accepted by one worker can be replayed to another; "
-                "use RedisNonceStore",
-                workers,
-            )
-            return
         # A process started through multiprocessing has imported it (its
         # bootstrap runs there); anything else need not import it to find out.
         spawner = sys.modules.get("multiprocessing")
         parent = None if spawner is None else spawner.parent_process()
-        if parent is not None:
-            _workers_warned = True
-            logger.warning(
-                "MemoryNonceStore keeps nonces in this process only, but this process was "
-                "started through multiprocessing (parent pid %s), as uvicorn --workers "
-                "starts its workers (and --reload its server): if several workers serve "
-                "this app, a request accepted by one can be replayed to another; "
-                "use RedisNonceStore",
-                parent.pid,
+        if workers.isascii() and workers.isdigit() and int(workers) > 1:
+            why = f"WEB_CONCURRENCY={workers}: a request accepted by one worker"
+        elif parent is not None:
+            why = (
+                f"this process was started through multiprocessing (parent pid "
+                f"{parent.pid}), as uvicorn --workers starts its workers (and --reload its "
+                "server): if several workers serve this app, a request accepted by one"
             )
+        else:
+            return
+        _workers_warned = True
+        logger.warning(
+            "MemoryNonceStore keeps nonces in this process only, but %s can be replayed "
+            "to another; use RedisNonceStore",
+            why,
+        )

@@ -23,8 +23,9 @@ class RequestError(ValueError):
 _REQUEST_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/\d(?:\.\d)?)")
 _CURL_REQUEST_LINE = re.compile(r"> ?[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d")
 _FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)", re.DOTALL)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_SCHEME_TEXT = r"[A-Za-z][A-Za-z0-9+.-]*"  # RFC 3986 §3.1
+_SCHEME = re.compile(_SCHEME_TEXT)
+_ABSOLUTE = re.compile(rf"({_SCHEME_TEXT})://([^/?#]*)(.*)", re.DOTALL)
 
 
 @dataclass
