@@ -838,6 +838,46 @@ async def test_caller_that_gave_up_before_sending_burns_no_nonce(
     assert await store.add("abandoned", TTL) is True
 
 
+async def test_given_client_call_made_as_every_pipeline_finishes_is_sent(
+    own_redis: RedisServer, make_store: Any
+) -> None:
+    """A second nonce of a request, added just as all four pipelines finish, is sent.
+
+    Redis stalls (a paused server, a slow fsync) with four pipelines in flight,
+    then answers them in one turn of the event loop. A request with two
+    signatures adds its second nonce as soon as its first is answered, in that
+    same turn. A worker used to leave the pool a turn later, so the second
+    command found four workers, started none, and waited unsent for its
+    caller's timeout: a 503 from a healthy Redis.
+    """
+    given = redis.asyncio.Redis(host=HOST, port=own_redis.port, socket_timeout=ANSWER_TIMEOUT)
+    store = make_store(given, timeout=1.0)
+    admin = own_redis.client()
+    try:
+        await warm_up(store)
+        for round_ in range(3):
+            admin.execute_command("CLIENT", "PAUSE", "200", "WRITE")
+            answered: list[float] = []
+
+            async def two_signatures(n: int = round_, answered: list[float] = answered) -> bool:
+                assert await store.add(f"first-{n}", TTL) is True
+                started = time.monotonic()
+                second = await store.add(f"second-{n}", TTL)
+                answered.append(time.monotonic() - started)
+                return second
+
+            calls = []
+            for i in range(4):  # one pipeline per turn of the loop: four in flight
+                call = two_signatures() if i == 3 else store.add(f"other-{round_}-{i}", TTL)
+                calls.append(asyncio.ensure_future(call))
+                await asyncio.sleep(0.01)
+            assert await asyncio.gather(*calls) == [True] * 4
+            assert answered[0] < 0.5, f"round {round_}: the second nonce waited {answered[0]:.2f} s"
+    finally:
+        admin.close()
+        await given.aclose()
+
+
 async def test_aclose_waits_for_calls_in_flight(redis_server: RedisServer, connect: Any) -> None:
     """Closing the store while 50 calls are in flight lets them finish with real answers."""
     store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)

@@ -445,7 +445,7 @@ class _Sender:
         return future
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.discard(task)  # _work() has done so, unless it was cancelled
         if self._starter is task:  # cancelled before it ran
             self._starter = None
 
@@ -456,10 +456,19 @@ class _Sender:
 
     async def _work(self) -> None:
         self._starter = None  # from now on, what is queued waits for a new worker
-        while self._pending:
-            batch = self._pending[:_MAX_BATCH]
-            del self._pending[:_MAX_BATCH]
-            await self._send([item for item in batch if not item[2].done()])
+        try:
+            while self._pending:
+                batch = self._pending[:_MAX_BATCH]
+                del self._pending[:_MAX_BATCH]
+                await self._send([item for item in batch if not item[2].done()])
+        finally:
+            # Leave the workers now, in the step that found nothing queued: the
+            # done callback runs a turn later, and a command submitted in
+            # between, with every worker finishing, would find none to start
+            # and wait, unsent, for its caller's timeout (a 503 on a healthy Redis).
+            task = asyncio.current_task(self._loop)
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _send(self, batch: list[tuple[str, int, asyncio.Future[Any]]]) -> None:
         if not batch:
