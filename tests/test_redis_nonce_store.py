@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -665,6 +666,48 @@ def test_invalid_url_is_a_value_error_without_the_password() -> None:
     with pytest.raises(ValueError, match=r"invalid Redis URL http://user:\*\*\*@host") as caught:
         RedisNonceStore(f"http://user:{PASSWORD}@host:1/0")
     assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "reason"),
+    [
+        # A "/", "?" or "#" left unescaped in the password ends the host part early:
+        # redis-py read the first as localhost:6379 without a password, and the
+        # message or repr showed the password.
+        (f"redis://:6379/{PASSWORD}@{HOST}:1/0", f"redis://:***@{HOST}:1/0", "percent-encode"),
+        (f"redis://user:{PASSWORD}?x@{HOST}:1/0", f"redis://user:***@{HOST}:1/0", "percent-encode"),
+        (f"redis://user:{PASSWORD}#x@{HOST}:1/0", f"redis://user:***@{HOST}:1/0", "percent-encode"),
+        (f"redis://us/er:{PASSWORD}@{HOST}:1/0", f"redis://***@{HOST}:1/0", "percent-encode"),
+        (f"unix://:ab/{PASSWORD}@/tmp/redis.sock", "unix://:***@/tmp/redis.sock", "percent-encode"),
+        # The host left out: the password reads as a port.
+        (f"redis://default:{PASSWORD}", "redis://default:***", "port is not a number"),
+        (f"redis://{HOST}:1/{PASSWORD}", f"redis://{HOST}:1/***", "not a database number"),
+    ],
+)
+def test_url_redis_py_would_misread_is_refused_without_the_password(
+    url: str, shown: str, reason: str
+) -> None:
+    """A URL redis-py would read as another one fails at construction, password unshown."""
+    with pytest.raises(ValueError, match=reason) as caught:
+        RedisNonceStore(url)
+    message = str(caught.value)
+    assert PASSWORD not in message
+    assert message.startswith(f"invalid Redis URL {shown}: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://{HOST}:1/0?password={quote(PASSWORD + '@#/', safe='')}",
+        f"redis://:{quote(PASSWORD + '/?#@', safe='')}@{HOST}:1/0",
+        f"redis://[::1]:1/0?password={PASSWORD}",
+        f"redis://{HOST}/",
+    ],
+)
+def test_url_redis_py_reads_as_meant_is_accepted(url: str) -> None:
+    """Percent-encoded reserved characters, an IPv6 host and no database are fine."""
+    store = RedisNonceStore(url)
+    assert PASSWORD not in repr(store)
 
 
 async def test_given_client_is_described_without_credentials(

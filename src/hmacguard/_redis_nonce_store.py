@@ -42,6 +42,7 @@ import base64
 import hashlib
 import logging
 import math
+import re
 import ssl
 import sys
 import threading
@@ -89,6 +90,10 @@ _RESP_ERROR_NAMES = {
     "LOADING": "BusyLoadingError",
     "MASTERDOWN": "MasterDownError",
 }
+# What ends a URL's host part early when left unescaped in a user name or password.
+_RESERVED = frozenset("/?#")
+# The path of a redis:// or rediss:// URL: none, or the database number.
+_DATABASE = re.compile(r"/?|/[0-9]{1,5}")
 # URL query options the built-in client honours (the others are refused).
 _TLS_OPTIONS = (
     "ssl_cert_reqs",
@@ -547,6 +552,7 @@ def _client_options(url: str) -> dict[str, Any]:
         ValueError: not a redis://, rediss:// or unix:// URL, or an option the
             built-in client does not support (named, never its value).
     """
+    _check_shape(url)
     parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     parsed.pop("connection_class", None)
     options: dict[str, Any] = {}
@@ -575,6 +581,32 @@ def _client_options(url: str) -> dict[str, Any]:
     return options
 
 
+def _check_shape(url: str) -> None:
+    """Refuse what redis-py would read as another URL than the one meant.
+
+    A ``/``, ``?`` or ``#`` left unescaped in a password ends the host part
+    early: redis-py then connects to localhost:6379 without a password, and
+    takes the rest for a path it ignores. Messages never quote the URL.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("the scheme is not redis://, rediss:// or unix://")
+    parts = urlsplit(url)
+    if "@" in parts.path or "@" in parts.query or parts.fragment:
+        raise ValueError(
+            "an '@' or '#' follows the host: percent-encode the user name and password "
+            "(urllib.parse.quote(password, safe='')), and an '@' in the query (%40)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port is not a number") from None
+    if parts.scheme != "unix":
+        if port == 0:
+            raise ValueError("the port is not a number from 1 to 65535")
+        if not _DATABASE.fullmatch(parts.path):
+            raise ValueError("the path is not a database number (such as /0)")
+
+
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
     """The client's TLS context: verification on by default, as ssl.create_default_context."""
     cert_reqs = str(options["ssl_cert_reqs"] or "required").lower()
@@ -594,22 +626,38 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
 
 
 def _redact(url: str) -> str:
-    """``url`` with its password (in the userinfo or the query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    """``url`` with whatever may be a password replaced by ``***``.
+
+    That is the userinfo's password, taken up to the last ``@`` (a ``/``,
+    ``?`` or ``#`` left unescaped in a password would end the host part early
+    for ``urlsplit``, and show the rest), a ``password=`` query value, and a
+    port that is not a number (``redis://user:password`` with the host left out).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return "<invalid URL>"
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
+    userinfo, at, rest = rest.rpartition("@")
+    shown = ""
     if at:
         user, colon, _ = userinfo.partition(":")
         # A lone userinfo may be a password written without the ":".
-        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+        shown = f"{user}:***@" if colon and not _RESERVED.intersection(user) else "***@"
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+    except ValueError:
+        return f"{scheme}://{shown}<invalid>"
+    netloc = parts.netloc
+    host, colon, port = netloc.rpartition(":")
+    if colon and port and not port.isdigit() and not netloc.endswith("]"):
+        netloc = f"{host}:***"
+    path = parts.path
+    if scheme != "unix" and not _DATABASE.fullmatch(path):
+        path = "/***"  # not a database number: what is it?
     query = "&".join(
         f"{quote(name)}={'***' if name.lower() == 'password' else quote(value)}"
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return urlunsplit((parts.scheme, shown + netloc, path, query, ""))
 
 
 def _describe(client: Redis | RedisCluster) -> str:
