@@ -6,6 +6,7 @@ Usage, e.g. between a nonce store and a test's redis-server::
         store = RedisNonceStore(f"redis://127.0.0.1:{proxy.port}/0")
         proxy.blackhole()  # nothing is answered any more
         proxy.forward()    # new connections reach the server again
+        proxy.latency = 0.2  # every reply arrives 0.2 s late
 
 What a blackhole looks like to a client, without iptables: every connection
 already open stalls (the bytes it sends are swallowed, and the server's
@@ -104,6 +105,13 @@ class _Upstream(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        latency = self.client.proxy.latency
+        if latency:
+            asyncio.get_running_loop().call_later(latency, self._relay, data)
+        else:
+            self._relay(data)
+
+    def _relay(self, data: bytes) -> None:
         client = self.client
         if not client.stalled and client.transport is not None:
             client.transport.write(data)  # else dropped, even a reply already on its way
@@ -131,6 +139,9 @@ class TcpProxy(Managed):
         self.host = HOST
         self.port = 0
         self.blackholed = False
+        # Seconds each chunk of the server's replies is held before it is relayed
+        # (a slow network or a busy server): set it at any time.
+        self.latency = 0.0
         self.accepted = 0  # connections accepted so far
         self._connections: set[_Client] = set()
         self._loop = asyncio.new_event_loop()

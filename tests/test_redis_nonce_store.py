@@ -48,6 +48,7 @@ from asgi_helpers import logged_reasons, problem, protect, sign
 from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
 from local_server import HOST, free_port
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
+from tcp_proxy import TcpProxy
 from test_nonce_store import TTL, NonceStoreContract
 
 pytestmark = pytest.mark.redis
@@ -258,6 +259,7 @@ async def test_threat_R5_one_set_nx_px_per_add(
     """Each add is exactly one SET key 1 NX PX ms, a single-key command (MONITOR proves it)."""
     store = connect(redis_server.url)
     await store.add(nonce_key("client-1", "warm-up"), TTL)  # connects, checks the policy
+    await store.aclose()  # waits for the policy check, which runs beside the calls
     client = redis_server.client()
     monitor = Monitor(redis_server.port, client)
     try:
@@ -281,6 +283,7 @@ async def test_ttl_below_a_millisecond_is_one_millisecond(
     """A TTL under 1 ms becomes PX 1 (Redis refuses PX 0), not an error or no expiry."""
     store = connect(redis_server.url)
     await store.add("warm-up", TTL)
+    await store.aclose()  # waits for the policy check, which runs beside the calls
     client = redis_server.client()
     monitor = Monitor(redis_server.port, client)
     try:
@@ -568,6 +571,7 @@ async def test_threat_R8_evicting_policy_logs_a_warning_once(
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         assert await store.add("b", TTL) is True
+        await store.aclose()  # the check runs beside the calls; closing waits for it
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     message = caplog.records[0].getMessage()
     assert f"maxmemory-policy {policy}" in message
@@ -579,9 +583,13 @@ async def test_threat_R8_noeviction_logs_no_warning(
 ) -> None:
     """noeviction (the test server's setting) is safe: no warning."""
     store = connect(redis_server.url)
-    with caplog.at_level(logging.INFO, logger="hmacguard"):
+    with caplog.at_level(logging.DEBUG, logger="hmacguard"):
         assert await store.add("a", TTL) is True
-    assert caplog.records == []
+        await store.aclose()
+    # The policy was read (at DEBUG), and nothing was said above DEBUG.
+    assert [r.getMessage() for r in caplog.records] == [
+        "RedisNonceStore: maxmemory-policy is noeviction"
+    ]
 
 
 async def test_threat_R8_config_refused_is_noted_not_fatal(
@@ -603,11 +611,45 @@ async def test_threat_R8_config_refused_is_noted_not_fatal(
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         assert await store.add("a", TTL) is False
+        await store.aclose()
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     message = caplog.records[0].getMessage()
     assert "could not read maxmemory-policy" in message
     assert "NoPermissionError" in message
     assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["url", "client"])
+async def test_first_call_waits_for_one_round_trip_not_two(
+    redis_server: RedisServer, make_store: Any, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """The first call is bounded by ``timeout`` like any other: the policy check
+    (THREATS R8) is read beside it, not after it.
+
+    Behind a network that holds every reply 0.2 s, with timeout=0.35: the first
+    call used to wait for its SET and then for CONFIG GET, 0.4 s in all, past
+    its timeout, and was accepted.
+    """
+    with TcpProxy(redis_server.port) as proxy:
+        url = f"redis://{HOST}:{proxy.port}/0"
+        given = None
+        if kind == "client":
+            given = redis.asyncio.Redis.from_url(url, socket_timeout=ANSWER_TIMEOUT)
+            await given.ping()  # connected (redis-py's handshake) before the network slows
+        try:
+            store = make_store(url if given is None else given, timeout=0.35)
+            proxy.latency = 0.2
+            loop = asyncio.get_running_loop()
+            with caplog.at_level(logging.DEBUG, logger="hmacguard"):
+                started = loop.time()
+                assert await store.add("first", TTL) is True
+                took = loop.time() - started
+                await store.aclose()
+        finally:
+            if given is not None:
+                await given.aclose()
+    assert took < 0.35, f"the first call took {took:.2f} s"
+    assert "maxmemory-policy is noeviction" in caplog.text  # still read, in the background
 
 
 async def test_threat_R8_evicting_policy_does_lose_nonces(

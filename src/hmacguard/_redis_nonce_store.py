@@ -142,9 +142,10 @@ class RedisNonceStore:
             Choose it only if availability matters more than replay
             protection; the default, False, answers 503.
 
-    On first use the store reads ``maxmemory-policy`` and logs a warning unless
-    it is ``noeviction``: every other policy may evict unexpired nonce keys
-    under memory pressure, which re-opens replays (THREATS R8). A server that
+    After its first answer the store reads ``maxmemory-policy``, beside the
+    calls (none waits for it), and logs a warning unless it is
+    ``noeviction``: every other policy may evict unexpired nonce keys under
+    memory pressure, which re-opens replays (THREATS R8). A server that
     refuses ``CONFIG GET`` (managed Redis) is noted in the log, not an error.
 
     Raises:
@@ -197,7 +198,10 @@ class RedisNonceStore:
                 "url_or_client is a Redis URL or a redis.asyncio.Redis client, not "
                 f"{type(url_or_client).__name__}"
             )
+        # The maxmemory-policy check, made once, after the first call's answer
+        # and without holding it up: no call waits for more than one round trip.
         self._policy_checked = False
+        self._policy_tasks: set[asyncio.Task[None]] = set()  # for a given client
         self._failures = 0
         self._last_failure_log = -math.inf
         if fail_open:
@@ -238,7 +242,7 @@ class RedisNonceStore:
             except _UNAVAILABLE as exc:
                 return self._unavailable(exc)
             if not self._policy_checked:
-                await self._check_policy_resp(client)
+                self._check_policy_resp(client)
             # OK when the key was set; nil (None) when it already existed.
             return reply is not None
         sender = self._sender()
@@ -249,7 +253,10 @@ class RedisNonceStore:
         if isinstance(reply, BaseException):  # this command's error, from a pipeline
             return self._unavailable(reply)
         if not self._policy_checked:
-            await self._check_policy(sender.client)
+            self._policy_checked = True
+            task = asyncio.get_running_loop().create_task(self._check_policy(sender.client))
+            self._policy_tasks.add(task)
+            task.add_done_callback(self._policy_tasks.discard)
         return bool(reply)
 
     async def discard(self, key: str) -> None:
@@ -287,9 +294,12 @@ class RedisNonceStore:
             client = self._clients.pop(loop, None)
             sender = self._senders.pop(loop, None)
         if client is not None:
-            await client.aclose()
+            await client.aclose()  # which waits for the policy check's reply too
         if sender is not None:
             await sender.drain()
+        checks = [task for task in self._policy_tasks if task.get_loop() is loop]
+        if checks:
+            await asyncio.gather(*checks, return_exceptions=True)
 
     async def __aenter__(self) -> RedisNonceStore:
         return self
@@ -353,24 +363,29 @@ class RedisNonceStore:
             self._last_failure_log = now
         return True
 
-    async def _check_policy_resp(self, client: RespClient) -> None:
-        """:meth:`_check_policy`, through the built-in client."""
+    def _check_policy_resp(self, client: RespClient) -> None:
+        """:meth:`_check_policy`, through the built-in client: the command is sent,
+        and its reply read when it comes, by a callback nobody waits for."""
         self._policy_checked = True
-        try:
-            reply = await client.command(b"CONFIG", b"GET", b"maxmemory-policy")
-        except RespError as exc:
-            self._policy_unreadable(exc)
+        client.command(b"CONFIG", b"GET", b"maxmemory-policy").add_done_callback(
+            self._policy_answered
+        )
+
+    def _policy_answered(self, future: asyncio.Future[Any]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, RespError):
+            self._policy_unreadable(error)
             return
-        except _UNAVAILABLE:
+        if future.cancelled() or error is not None:
             self._policy_checked = False  # Redis went away meanwhile: check next time
             return
         # RESP2: a flat array, name then value.
+        reply = future.result()
         pairs = reply if isinstance(reply, list) else []
         self._policy_read(dict(zip(pairs[::2], pairs[1::2], strict=False)))
 
     async def _check_policy(self, client: Redis | RedisCluster) -> None:
         """Warn once if Redis may evict nonce keys (THREATS R8); never raise."""
-        self._policy_checked = True
         try:
             reply: Any = await _within(self._timeout, client.config_get("maxmemory-policy"))
         except ResponseError as exc:
