@@ -11,7 +11,7 @@ import base64
 
 import pytest
 
-from hmacguard import InvalidSignature, MalformedSignature
+from hmacguard import HMACKey, InvalidSignature, MalformedSignature, Signer, Verifier
 from hmacguard._components import (
     KNOWN_STRUCTURED_FIELDS,
     Component,
@@ -150,6 +150,28 @@ def test_rfc9421_2_1_3_bs_trims_only_sp_and_htab() -> None:
     value = _field('"x-a";bs', " \ta\x0b ", "\u00e9")
     assert value == ":YQs=:, :6Q==:"
     assert [base64.b64decode(v) for v in ("YQs=", "6Q==")] == [b"a\x0b", b"\xe9"]
+
+
+def test_rfc9421_2_1_3_bs_of_a_character_no_byte_reads_as_is_malformed() -> None:
+    """A str value with a character above U+00FF (a field decoded as UTF-8 by a
+    framework) has no bytes to wrap: malformed, as without bs, not a UnicodeEncodeError."""
+    with pytest.raises(MalformedSignature, match=r"covered header 'x-a' holds a character above"):
+        _field('"x-a";bs', "caf\u00e9 \u20ac")
+
+
+def test_rfc9421_2_1_3_bs_character_no_byte_reads_as_through_verify_and_sign() -> None:
+    """verify() answers malformed_signature, and Signer.sign() a ValueError."""
+    headers = {
+        "x-a": "\u20ac",
+        "signature-input": 'sig1=("@method" "x-a";bs);created=1700000000;keyid="k1"',
+        "signature": "sig1=:" + "A" * 43 + "=:",
+    }
+    verifier = Verifier({"k1": b"k" * 32}, required_components=["@method"], require_nonce=False)
+    with pytest.raises(MalformedSignature):
+        verifier.verify("GET", "https://api.example/", headers, now=1_700_000_000)
+    signer = Signer(HMACKey("k1", b"k" * 32), components=['"x-a";bs'])
+    with pytest.raises(ValueError, match="cannot sign this request: covered header 'x-a'"):
+        signer.sign("GET", "https://api.example/", {"x-a": "\u20ac"})
 
 
 @pytest.mark.parametrize(

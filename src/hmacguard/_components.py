@@ -258,10 +258,18 @@ def _field_value(component: Component, message: Message, sf_types: Mapping[str, 
             return value
     if "bs" in params:
         # RFC 9421 §2.1.3: each line, trimmed, as a Byte Sequence, joined with ", ".
-        return ", ".join(
-            ":" + base64.b64encode(line.strip(_OWS).encode("latin-1")).decode("ascii") + ":"
-            for line in lines
-        )
+        # A field's bytes are read as Latin-1 (a server's, or Message's for bytes
+        # given): a character above U+00FF was never a byte on the wire.
+        try:
+            return ", ".join(
+                ":" + base64.b64encode(line.strip(_OWS).encode("latin-1")).decode("ascii") + ":"
+                for line in lines
+            )
+        except UnicodeEncodeError:
+            raise MalformedSignature(
+                f"covered header {component.name!r} holds a character above U+00FF, "
+                "which no byte of a field value reads as: pass the field's bytes"
+            ) from None
     values = []
     for line in lines:
         value = line.strip(_OWS)
