@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
+from hmacguard import BodyTimeout
 from hmacguard._deadlines import Deadlines, Watch
+from hmacguard._middleware import _watched
 
 TIMEOUT = 0.05
 
@@ -92,3 +94,29 @@ async def test_concurrent_stalled_reads_all_expire(concurrent: int) -> None:
     watches = await asyncio.gather(*(_read(deadlines, stall=5.0) for _ in range(concurrent)))
     assert all(watch.expired for watch in watches)
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Task.uncancel: Python 3.11+")
+async def test_an_outside_cancellation_in_the_deadlines_turn_is_not_lost() -> None:
+    """The deadline and an outside cancel (shutdown, an outer timeout) in one turn:
+    the body timeout is taken back, the outside cancellation still ends the task."""
+    loop = asyncio.get_running_loop()
+    reached: list[str] = []
+
+    async def handler() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop.call_soon(task.cancel)  # from outside, in the turn the deadline (now) passes
+        try:
+            await _watched(
+                Deadlines(0.0), loop, task, loop.create_future(), lambda: BodyTimeout("slow")
+            )
+        except BodyTimeout:
+            reached.append("timeout")
+        await asyncio.sleep(0)
+        reached.append("ran on")
+
+    task = asyncio.ensure_future(handler())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert reached == []

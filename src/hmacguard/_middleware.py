@@ -1259,7 +1259,9 @@ async def _watched(
     that cancellation, and only that one, becomes ``timed_out()``.
 
     The cancellation is then taken back (``Task.uncancel``, Python 3.11+): the
-    middleware answers it rather than letting it end the task.
+    middleware answers it rather than letting it end the task. If the task
+    was also cancelled from outside (the server's shutdown, an outer timeout)
+    in the same turn, that cancellation stands and is raised.
     """
     watch = deadlines.watch(loop, task)
     try:
@@ -1268,8 +1270,8 @@ async def _watched(
         if not watch.expired:
             raise
         uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None:
-            uncancel()
+        if uncancel is not None and uncancel() > 0:
+            raise
         raise timed_out() from None
     finally:
         deadlines.finish(watch)
