@@ -20,6 +20,7 @@ from hmacguard import (
     HMACKey,
     KeyLookupFailed,
     Keyring,
+    MissingSignature,
     Signer,
     VerificationError,
     VerifiedSignature,
@@ -771,9 +772,11 @@ def test_signature_base_shows_the_base_of_the_chosen_signature() -> None:
     assert verifier.signature_base("GET", URL, headers, label="two") == (
         f'"@method": GET\n"@path": /v1/items\n"@signature-params": {params_two}'.encode()
     )
-    assert verifier.signature_base("GET", URL, headers, label="absent") == (
-        verifier.signature_base("GET", URL, headers)
-    )
+    # A label the request does not carry is said so, never another signature's base.
+    with pytest.raises(MissingSignature, match="no signature labelled 'absent'"):
+        verifier.signature_base("GET", URL, headers, label="absent")
+    with pytest.raises(MissingSignature, match="no signature labelled ''"):
+        verifier.signature_base("GET", URL, headers, label="")
 
 
 def test_signature_base_raises_the_error_of_a_broken_signature() -> None:

@@ -36,6 +36,7 @@ from ._errors import (
     InvalidParameters,
     InvalidSignature,
     MalformedSignature,
+    MissingSignature,
     NotYetValid,
     UnknownKey,
     VerificationError,
@@ -326,12 +327,21 @@ class Verifier:
 
         Raises:
             VerificationError: the signature fields or a covered component
-                cannot be read, so there is no base to show.
+                cannot be read, so there is no base to show;
+                :class:`MissingSignature` if no signature has ``label``.
         """
         message = Message(method, url, headers)
         candidates = self._candidates(message)
-        chosen = next((c for c in candidates if c.label == label), None) if label else None
-        candidate = chosen or candidates[0]
+        if label is None:
+            candidate = candidates[0]
+        else:
+            found = [c for c in candidates if c.label == label]
+            if not found:
+                labels = ", ".join(repr(c.label) for c in candidates)
+                raise MissingSignature(
+                    f"the request has no signature labelled {label!r} (it has {labels})"
+                )
+            candidate = found[0]
         if candidate.error is not None:
             raise candidate.error
         return build_signature_base(
