@@ -16,6 +16,7 @@ from typing import TypeAlias
 __all__ = [
     "GOOD_HOSTS",
     "MAX_HOST_PORT",
+    "MAX_LENGTH_DIGITS",
     "HeadersLike",
     "Message",
     "check_body",
@@ -113,6 +114,8 @@ _HOST_PORT = re.compile(
     r"(?::[0-9]{1,5})?"
 )
 MAX_HOST_PORT = 262  # RFC 1035 names are at most 253 characters, plus ":" and a port
+#: The most digits a ``Content-Length`` read as a size may have: it fits 64 bits.
+MAX_LENGTH_DIGITS = 18
 #: Values :func:`is_host_port` found well formed: a server's usual Host costs a
 #: dict lookup, not a match. Bounded, since Host values come from clients.
 GOOD_HOSTS: dict[str, None] = {}

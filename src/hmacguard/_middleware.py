@@ -52,7 +52,13 @@ from ._errors import (
     VerificationUnavailable,
 )
 from ._keys import Keys
-from ._message import GOOD_HOSTS, MAX_HOST_PORT, is_host_port, normalise_authority
+from ._message import (
+    GOOD_HOSTS,
+    MAX_HOST_PORT,
+    MAX_LENGTH_DIGITS,
+    is_host_port,
+    normalise_authority,
+)
 from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
@@ -425,8 +431,13 @@ class SignatureMiddleware:
         declared = 1 if b"transfer-encoding" in headers else -1
         length = headers.get(b"content-length")
         if length is not None:
-            # A bad value is refused here as _request() would refuse it.
-            declared = max(declared, _content_length(length.decode("latin-1")))
+            # A bad value is refused here as _request() (_content_length) would
+            # refuse it: bytes.isdigit() takes ASCII digits only, and int() bytes.
+            if not length.isdigit() or len(length) > MAX_LENGTH_DIGITS:
+                raise MalformedRequest(_NOT_A_LENGTH)
+            number = int(length)
+            if number > declared:  # noqa: PLR1730  (max() costs a call per request)
+                declared = number
         host = headers.get(b"host")
         if host is not None:
             text = host.decode("latin-1")
@@ -1075,6 +1086,7 @@ class _Replay:
 _FAILED_DELIVERY = ("a failed delivery", "its redelivery will be acknowledged as a duplicate")
 _REFUSED_NONCE = ("a nonce of a refused request", "its signature cannot be sent again")
 _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"
+_NOT_A_LENGTH = "Content-Length is not a number"
 
 # Headers that frameworks honour to change the method the app acts on
 # (THREATS U6): unsigned, they would let a signed POST act as a DELETE.
@@ -1164,8 +1176,8 @@ def _content_length(value: str) -> int:
     """A ``Content-Length`` value as a number: ASCII digits only (RFC 9110
     §8.6), at most 18 of them. ``str.isdigit`` alone would pass "²", which
     ``int`` then refuses."""
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise MalformedRequest("Content-Length is not a number")
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_LENGTH_DIGITS:
+        raise MalformedRequest(_NOT_A_LENGTH)
     return int(value)
 
 
