@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import os
 import re
@@ -476,6 +477,63 @@ def test_explain_wrong_key_id_is_unknown_key(cli: Run):
     assert "INVALID: unknown_key" in result.out
 
 
+def test_explain_alg_disagreeing_with_the_key_is_invalid_signature(cli: Run):
+    """An alg other than the key's fails the alg check as invalid_signature, the reason
+    the verifier (and the verdict line, and docs/errors.md) gives, not invalid_parameters."""
+    si = (
+        'sig1=("@method" "@authority" "@path" "@query");created=1700000000;'
+        'keyid="client-1";alg="hmac-sha512";nonce="n1"'
+    )
+    url = "https://api.example/orders?id=7"
+    verifier = Verifier([HMACKey(KEY_ID, b"k" * 32)])
+    placeholder = [("Host", "api.example"), ("Signature-Input", si), ("Signature", "sig1=:AA==:")]
+    base = verifier.signature_base("GET", url, placeholder)
+    mac = base64.b64encode(hmac.new(b"k" * 32, base, hashlib.sha256).digest()).decode()
+    raw = (
+        f"GET /orders?id=7 HTTP/1.1\r\nHost: api.example\r\nSignature-Input: {si}\r\n"
+        f"Signature: sig1=:{mac}:\r\n\r\n"
+    ).encode()
+    result = _verify(cli, raw, "--explain")
+    assert result.code == 1
+    assert re.search(
+        r"^  FAIL alg +alg 'hmac-sha512' disagrees with the key's hmac-sha256  "
+        r"<- invalid_signature: the verifier stops here$",
+        result.out,
+        re.MULTILINE,
+    ), result.out
+    assert "invalid_parameters" not in result.out
+    assert "INVALID: invalid_signature (HTTP 401): alg 'hmac-sha512' disagrees" in result.out
+
+
+def test_explain_escapes_control_characters_from_the_request(cli: Run):
+    """--explain never sends a control character of the capture to the terminal: ESC, BEL,
+    DEL, a C1 CSI or a tab in the target, a header or Content-Digest is printed escaped
+    (\\x1b), and ordinary text is printed as before."""
+    digest = "sha-256=:" + "A" * 43 + "=:,\tsha-512=:" + "A" * 86 + "==:"
+    raw = (
+        "POST /a\x1b[2J HTTP/1.1\r\n"
+        "Host: api.example\r\n"
+        "X-Note: \x1b]0;owned\x07\x1b[31mSIGNATURE OK\x1b[0m \x7f \x9b2J\r\n"
+        f"Content-Digest: {digest}\r\n"
+        "Content-Length: 2\r\n"
+        'Signature-Input: sig1=("@method" "@authority" "@path" "@query" "x-note" '
+        '"content-digest");created=1700000000;keyid="client-1";nonce="n"\r\n'
+        "Signature: sig1=:" + "A" * 43 + "=:\r\n\r\n{}"
+    ).encode("latin-1")
+    result = _verify(cli, raw, "--explain")
+    assert result.code == 1
+    for line in result.out.split("\n"):
+        assert line.isprintable(), repr(line)
+    out = result.out
+    assert "  line 1: POST /a\\x1b[2J HTTP/1.1\n" in out
+    assert "  url: https://api.example/a\\x1b[2J\n" in out
+    assert '"x-note": \\x1b]0;owned\\x07\\x1b[31mSIGNATURE OK\\x1b[0m \\x7f \\x9b2J\n' in out
+    assert "the header says sha-256=:" + "A" * 43 + "=:,\\x09sha-512=:" in out
+    # ordinary text is unchanged
+    assert '\n"@method": POST\n"@authority": api.example\n' in out
+    assert re.search(r'^    "x-note" +header line 3 \(X-Note\)$', out, re.MULTILINE)
+
+
 def test_verify_valid_explain_shows_all_checks_passing(cli: Run):
     """--explain on a valid request marks every check ok and ends VALID."""
     result = _verify(cli, _raw_request(_sign(cli)), "--explain")
@@ -509,6 +567,61 @@ def test_verify_curl_v_output(cli: Run):
     parsed = parse_request(capture.encode())
     assert parsed.from_curl
     assert (parsed.method, parsed.target, parsed.line) == ("GET", "/items?page=2", 2)
+
+
+def _curl_trace(cli: Run, target: str = "/items?page=2") -> list[str]:
+    """The '> ' lines curl -v shows for a GET signed at NOW, ending with the blank '>'."""
+    signed = cli(
+        "sign", "GET", f"https://api.example{target}", "--key-id", KEY_ID, "--secret", SECRET,
+        "--now", str(NOW),
+    )  # fmt: skip
+    head = [f"GET {target} HTTP/1.1", "Host: api.example", *signed.out.splitlines()]
+    return [*("> " + line for line in head), ">"]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_verify_curl_v_output_with_notes_and_tls_lines(cli: Run, eol: str):
+    """A real curl -v trace verifies as it is: a 'Note:' line first, TLS '*' lines and
+    '} [n bytes data]' lines before the request, CRLF ends on the '> ' lines."""
+    capture = eol.join(
+        [
+            "Note: Unnecessary use of -X or --request, GET is already inferred.",
+            "*   Trying 127.0.0.1:443...",
+            "* TLSv1.3 (OUT), TLS handshake, Client hello (1):",
+            "} [512 bytes data]",
+            *_curl_trace(cli),
+            "< HTTP/2 200",
+            "{ [2 bytes data]",
+            "",
+            "ok",
+        ]
+    )
+    parsed = parse_request(capture.encode())
+    assert parsed.from_curl
+    assert (parsed.method, parsed.target, parsed.line) == ("GET", "/items?page=2", 5)
+    verified = _verify(cli, capture.encode())
+    assert verified.code == 0, verified.out + verified.err
+
+
+def test_verify_curl_trace_quoted_in_the_body_is_not_the_request(cli: Run):
+    """Only the head (before the first blank line) makes the input a curl -v trace: a raw
+    request whose body quotes the trace of a genuinely signed GET is still that request,
+    and its own bad signature is what is verified (it read as the GET: VALID, exit 0)."""
+    quoted = "\n".join(_curl_trace(cli, "/public")) + "\n"
+    assert _verify(cli, quoted.encode()).code == 0  # the quoted trace alone is valid
+    body = ("note for the ops team:\n" + quoted).encode()
+    capture = (
+        "DELETE /admin/users HTTP/1.1\r\nHost: api.example\r\n"
+        f'Signature-Input: sig1=("@method");created={NOW};keyid="{KEY_ID}"\r\n'
+        "Signature: sig1=:" + "A" * 43 + "=:\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    parsed = parse_request(capture)
+    assert (parsed.method, parsed.target, parsed.from_curl) == ("DELETE", "/admin/users", False)
+    assert parsed.body == body
+    result = _verify(cli, capture)
+    assert result.code == 1, result.out + result.err
+    assert result.out.startswith("INVALID: ")
 
 
 def test_verify_absolute_form_and_scheme(cli: Run):
@@ -555,6 +668,25 @@ def test_verify_unparseable_request_exits_2(cli: Run, raw: bytes, message: str):
     assert result.code == 2
     assert message in result.err
     assert result.out == ""
+
+
+@pytest.mark.parametrize(
+    ("digits", "message"),
+    [
+        ("0" * 4999 + "5", "Content-Length has 5000 digits, more than 18"),
+        ("1" * 19, "Content-Length has 19 digits, more than 18"),
+    ],
+)
+def test_verify_content_length_of_too_many_digits_exits_2(cli: Run, digits: str, message: str):
+    """A Content-Length of more than 18 digits (as the server reads it) is unreadable input,
+    exit 2; over 4300 digits int() raised ValueError: a traceback and exit 1."""
+    raw = f"POST /x HTTP/1.1\nHost: a\nContent-Length: {digits}\n\nhello".encode()
+    result = _verify(cli, raw)
+    assert result.code == 2
+    assert message in result.err
+    assert result.out == ""
+    eighteen = b"POST /x HTTP/1.1\nHost: a\nContent-Length: " + b"0" * 17 + b"5\n\nhello"
+    assert parse_request(eighteen).body == b"hello"  # 18 digits are still read
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 :class:`Explainer` reruns the verifier's own steps on a captured request with
 the core's functions and prints each result: the signature base line by line,
 where each value came from, and every policy check passed or failed. It never
-canonicalises anything itself, and never prints the secret.
+canonicalises anything itself, and never prints the secret. Every line it
+prints goes through :func:`printable`: a control character taken from the
+request (an ESC or BEL in a header, the target, the base) is shown as an
+escape such as ``\\x1b``, never sent to the operator's terminal.
 """
 
 from __future__ import annotations
@@ -27,9 +30,31 @@ from ._signature_base import build_signature_base
 from ._signature_fields import Candidate
 from ._verifier import Verifier
 
-__all__ = ["Check", "Explainer"]
+__all__ = ["Check", "Explainer", "printable"]
 
 _PARAMS_ID = '"@signature-params"'
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped, e.g. ESC as ``\\x1b``.
+
+    C0 controls (tab, CR and LF included), DEL, C1 controls and the other
+    characters :meth:`str.isprintable` refuses are written as ``\\xNN``
+    (``\\uNNNN`` beyond Latin-1); any other text, ordinary ASCII included,
+    is unchanged.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 @dataclass
@@ -72,7 +97,8 @@ class Explainer:
         self.message = Message(request.method, target.url, request.headers)
 
     def say(self, text: str = "") -> None:
-        self.out.write(text + "\n")
+        """Print one line; request-derived text in it is escaped (:func:`printable`)."""
+        self.out.write(printable(text) + "\n")
 
     def run(self) -> None:
         request, message = self.request, self.message
@@ -225,7 +251,7 @@ class Explainer:
             "alg",
             False,
             f"alg {alg!r} disagrees with the key's {self.key.algorithm}",
-            "invalid_parameters",
+            "invalid_signature",  # as the verifier reports it (docs/errors.md)
         )
 
     def _mac_check(self, candidate: Candidate, base: bytes | None) -> Check:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ._message import is_host_port
+from ._message import MAX_LENGTH_DIGITS, is_host_port
 
 __all__ = ["RawRequest", "RequestError", "Target", "parse_request", "request_url"]
 
@@ -82,6 +82,8 @@ def parse_request(data: bytes) -> RawRequest:
 
     Line ends may be CRLF or LF. ``curl -v`` output is accepted too: its
     ``> ``-prefixed lines are the request (curl does not show the body).
+    Only the head, the lines before the first blank line, decides which of
+    the two the input is: a body quoting a ``curl -v`` trace stays a body.
 
     Raises:
         RequestError: no request line, a malformed header line, or a body that
@@ -89,7 +91,7 @@ def parse_request(data: bytes) -> RawRequest:
     """
     text = data.decode("latin-1")  # octets as code points: nothing is lost
     lines = text.split("\n")
-    if any(_CURL_REQUEST_LINE.match(line) for line in lines):
+    if any(_CURL_REQUEST_LINE.match(line) for line in _head_lines(lines)):
         return _parse_curl(lines)
     # RFC 9112 §2.2: a server "SHOULD ignore at least one empty line (CRLF)
     # received prior to the request-line".
@@ -110,6 +112,23 @@ def parse_request(data: bytes) -> RawRequest:
     request = _parse_head(numbered, from_curl=False)
     request.body = _frame_body(request, data[body_start:])
     return request
+
+
+def _head_lines(lines: list[str]) -> list[str]:
+    """The lines of the head: from the first non-blank line to the first empty one.
+
+    The head ends where a raw request's body starts (an empty line, CRLF or
+    LF). A ``curl -v`` trace has no empty line before its ``> `` request
+    lines (``*``, ``{``/``}`` and ``Note:`` lines may come first); in a raw
+    request a ``> `` line can only be in the body, which is not read for it.
+    """
+    start = 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    end = start
+    while end < len(lines) and lines[end] not in ("", "\r"):
+        end += 1
+    return lines[start:end]
 
 
 def _parse_curl(lines: list[str]) -> RawRequest:
@@ -173,8 +192,15 @@ def _frame_body(request: RawRequest, rest: bytes) -> bytes:
         raise RequestError("Content-Length is given twice with different values")
     if lengths:
         (text,) = lengths
+        # As the server reads it (RFC 9110 §8.6): ASCII digits only, at most
+        # MAX_LENGTH_DIGITS of them; int() refuses more than 4300 digits.
         if not (text.isascii() and text.isdigit()):
             raise RequestError(f"Content-Length is not a number: {text[:40]!r}")
+        if len(text) > MAX_LENGTH_DIGITS:
+            raise RequestError(
+                f"Content-Length has {len(text)} digits, more than {MAX_LENGTH_DIGITS}: "
+                f"{text[:40]!r}"
+            )
         size = int(text)
         if len(rest) < size:
             raise RequestError(
