@@ -608,9 +608,10 @@ class SignatureMiddleware:
             pending = waiting.send(None)
         except StopIteration as done:
             first: Message = done.value
-            if first["type"] != "http.request" or not first.get("more_body", False):
-                # The whole body (or the client's departure), at once: nothing to time.
-                return await _receive_body(receive, limit, digest, first)
+            if first["type"] == "http.request" and not first.get("more_body", False):
+                return _whole_body(first, limit, digest)  # at once: nothing to time
+            if first["type"] != "http.request":
+                return await _receive_body(receive, limit, digest, first)  # the client left
             rest = _receive_body(receive, limit, digest, first)
         else:  # receive() is waiting: it is resumed, under the watch if there is a loop
             rest = _resumed_body(waiting, pending, receive, limit, digest)
@@ -954,13 +955,7 @@ async def _receive_body(
     """
     message = await receive() if first is None else first
     if message["type"] == "http.request" and not message.get("more_body", False):
-        # The usual case, in one message: no list, no running total.
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise BodyTooLarge(f"the body passed the limit ({limit} bytes)")
-        if digest is not None:
-            verify_content_digest(digest, body)
-        return body
+        return _whole_body(message, limit, digest)
     checker: DigestVerifier | None = None
     chunks: list[bytes] = []
     size = 0
@@ -989,6 +984,17 @@ async def _receive_body(
     if checker is not None:
         checker.verify()
     elif digest is not None:
+        verify_content_digest(digest, body)
+    return body
+
+
+def _whole_body(message: Message, limit: int, digest: str | None) -> bytes:
+    """The body of a request sent in one message (the usual case: no list, no
+    running total), within ``limit`` and checked against ``digest`` if given."""
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(f"the body passed the limit ({limit} bytes)")
+    if digest is not None:
         verify_content_digest(digest, body)
     return body
 
