@@ -1300,6 +1300,31 @@ async def test_threat_B8_stalled_body_is_408_and_the_nonce_stays_unused() -> Non
     assert (await drive(protected.middleware, scope, messages)).status_code == 200
 
 
+async def test_threat_B8_trickled_body_is_cut_off_at_body_timeout() -> None:
+    """A body that keeps arriving, a byte every 20 ms, is cut off body_timeout after the
+    read began, not kept alive by each byte (an idle timeout would let it run forever):
+    408, app and store untouched."""
+    protected = protect(body_timeout=0.1)
+    body = b'{"note": "' + b"x" * 100 + b'"}'
+    scope, _ = signed_scope("POST", "/t", body, JSON, nonce="trickled")
+
+    async def trickle() -> AsyncIterator[dict[str, Any]]:
+        for i in range(len(body)):  # 20 ms a byte: over 2 s in all
+            await asyncio.sleep(0.02)
+            yield {"type": "http.request", "body": body[i : i + 1], "more_body": True}
+        yield {"type": "http.request", "body": b"", "more_body": False}
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    exchange = await drive(protected.middleware, scope, trickle(), timeout=5.0)
+    took = loop.time() - started
+    assert (exchange.status_code, problem(exchange)["reason"]) == (408, "body_timeout")
+    assert took < 0.1 + 1.0, f"cut off after {took:.2f} s"  # slack for a busy machine
+    assert len(body) * 0.02 > 0.1 + 1.0  # the whole trickle would have taken longer
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
 async def test_body_in_time_is_not_affected_by_the_timer() -> None:
     """A chunked body that completes within body_timeout verifies, and no cancellation leaks."""
     protected = protect(body_timeout=0.5)

@@ -203,6 +203,36 @@ async def test_a_bad_content_length_on_a_webhook_path_is_400(value: str) -> None
     assert setup.echo.untouched()
 
 
+async def test_content_length_with_transfer_encoding_on_a_webhook_path_is_400() -> None:
+    """CL and TE together (RFC 9112 §6.3) are refused on webhook paths too, body unread."""
+    setup = protected()
+    framing = {"content-length": "2", "transfer-encoding": "chunked"}
+    scope = http_scope("POST", PATH, {**deliver(b"{}"), **framing})
+    exchange = await drive(setup.middleware, scope, [{"type": "http.request", "body": b"{}"}])
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert exchange.receive_calls == 0
+    assert setup.echo.untouched()
+
+
+async def test_threat_M4_a_field_appended_while_a_delivery_is_read_is_refused() -> None:
+    """A header the server appends to the scope while the body is read (uvicorn's httptools
+    puts request trailers there) is never verified: 400, the app not called, nothing spent."""
+    setup = protected()
+    body = b'{"a":1}'
+    scope = http_scope("POST", PATH, {**deliver(body), "content-length": str(len(body))})
+
+    def messages() -> Any:
+        scope["headers"].append((b"x-test-sig", b"0" * 64))  # a trailer, after the headers
+        yield {"type": "http.request", "body": body, "more_body": False}
+
+    exchange = await drive(setup.middleware, scope, messages())
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert setup.echo.untouched()
+    scope["headers"].pop()
+    retry = await call(setup.middleware, "POST", PATH, deliver(body), body)
+    assert retry.status_code == 200  # the delivery id was not spent
+
+
 async def test_the_profile_body_limit_replaces_the_middleware_default() -> None:
     """A profile's max_body_size applies on its path: over it is 413, under it passes."""
     setup = protected(HexProfile(max_body_size=10), max_body_size=1_000_000)

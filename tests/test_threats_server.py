@@ -1102,6 +1102,26 @@ async def test_threat_B3_transfer_encoding_counts_as_a_body() -> None:
     assert exchange.receive_calls == 0
 
 
+@pytest.mark.parametrize(
+    "names", ["lowercase", "mixed case"], ids=["fast header phase", "general header phase"]
+)
+async def test_threat_B3_content_length_with_transfer_encoding_is_400(
+    names: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CL and TE together (RFC 9112 §6.3, smuggling) are 400 before the body is read, whatever
+    the server: h11 frames by TE, while something behind it may read CL."""
+    protected = protect()
+    headers = sign("POST", "/t", JSON, BODY)
+    framing = [("content-length", "5"), ("transfer-encoding", "chunked")]
+    if names == "mixed case":
+        framing = [("Content-Length", "5"), ("Transfer-Encoding", "chunked")]
+    scope = http_scope("POST", "/t", [*headers.items(), *framing])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY, None))
+    assert_rejected(exchange, protected, "malformed_request", 400)
+    assert "both Content-Length and Transfer-Encoding" in caplog.text
+    assert exchange.receive_calls == 0
+
+
 async def test_threat_B4_huge_content_length_is_413_without_reading() -> None:
     """Content-Length: 10000000000 answers 413 at once; receive() is never called."""
     protected = protect()

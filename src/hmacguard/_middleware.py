@@ -431,13 +431,13 @@ class SignatureMiddleware:
         declared = 1 if b"transfer-encoding" in headers else -1
         length = headers.get(b"content-length")
         if length is not None:
+            if declared == 1:
+                return None  # with Transfer-Encoding: _request() refuses it
             # A bad value is refused here as _request() (_content_length) would
             # refuse it: bytes.isdigit() takes ASCII digits only, and int() bytes.
             if not length.isdigit() or len(length) > MAX_LENGTH_DIGITS:
                 raise MalformedRequest(_NOT_A_LENGTH)
-            number = int(length)
-            if number > declared:  # noqa: PLR1730  (max() costs a call per request)
-                declared = number
+            declared = int(length)
         host = headers.get(b"host")
         if host is not None:
             text = host.decode("latin-1")
@@ -534,8 +534,7 @@ class SignatureMiddleware:
         else:
             single = None
             host, length, declared, digest = _scan_headers(raw)
-        if length is not None:
-            declared = max(declared, _content_length(length))
+        declared = _declared_size(length, declared)
         if host is not None:
             # Checked with authority= too: the app may still read the Host.
             if len(host) > MAX_HOST_PORT:
@@ -745,8 +744,7 @@ class SignatureMiddleware:
                 raise MalformedRequest("webhook paths take HTTP requests only")
             raw = scope["headers"]
             _, length, declared, _ = _scan_headers(raw)
-            if length is not None:
-                declared = max(declared, _content_length(length))
+            declared = _declared_size(length, declared)
             now = self._verifier.clock()
             # Headers first: a missing or stale signature is refused before
             # any body byte is read.
@@ -1176,6 +1174,25 @@ def _resume(waiting: Generator[Any, Any, Message], pending: Any) -> Generator[An
             except StopIteration as done:
                 result = done.value
                 return result
+
+
+def _declared_size(length: str | None, declared: int) -> int:
+    """The body size a request announces: its ``Content-Length``, else
+    ``declared`` (1, a body of unknown size, for ``Transfer-Encoding``; -1 for
+    neither).
+
+    Both together are refused (RFC 9112 §6.3: "ought to be handled as an
+    error", a request smuggling attempt): llhttp answers 400 itself, but h11
+    frames the body by ``Transfer-Encoding`` while an app or proxy may read
+    ``Content-Length``.
+    """
+    if length is None:
+        return declared
+    if declared == 1:
+        raise MalformedRequest(
+            "the request has both Content-Length and Transfer-Encoding (RFC 9112 §6.3)"
+        )
+    return _content_length(length)
 
 
 def _content_length(value: str) -> int:
