@@ -57,6 +57,7 @@ from asgi_helpers import (
     HOST,
     KEY,
     KEY2,
+    KEYS,
     NOW,
     ORIGIN,
     SECRET,
@@ -1769,6 +1770,30 @@ async def test_threat_E2_mutation_fuzz_statuses() -> None:
             assert exchange.status_code == 200
             accepted += 1
     assert protected.echo.untouched(accepted)
+
+
+async def test_threat_K6_key_revoked_while_the_server_runs_is_refused_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through a key resolver (docs/concepts/keys.md, "Rotation"), a key removed from the
+    current set is refused on the very next request, while the other key still passes."""
+    current = dict(KEYS)
+    protected = protect(keys=current.get)  # each request looks its key up anew
+    assert_accepted(await call(protected.middleware, "POST", "/t", sign("POST", "/t"), b""))
+    del current[KEY.key_id]
+    refused = await call(protected.middleware, "POST", "/t", sign("POST", "/t"), b"")
+    assert_hidden(refused, protected, caplog, "unknown_key", before=1)
+    other = sign("POST", "/t", key=KEY2)
+    assert_accepted(await call(protected.middleware, "POST", "/t", other, b""))
+
+
+async def test_threat_K6_static_keys_are_copied_when_the_server_starts() -> None:
+    """A mapping given as keys= is read once: changing it afterwards changes nothing (the
+    documented way to revoke at run time is a resolver, as above)."""
+    mine = dict(KEYS)
+    protected = protect(keys=mine)
+    del mine[KEY.key_id]
+    assert_accepted(await call(protected.middleware, "POST", "/t", sign("POST", "/t"), b""))
 
 
 async def test_threat_K2_unknown_key_bad_mac_stale_future_replayed_byte_identical(
