@@ -1419,6 +1419,34 @@ async def test_threat_M1_a_second_signature_that_verifies_only_later_is_spent_to
     assert_hidden(replay, protected, caplog, "replayed", before=1)
 
 
+@pytest.mark.parametrize("keys", ["static", "sync resolver"])
+@pytest.mark.parametrize("why", ["bad MAC", "base not in the request"])
+async def test_threat_R2_a_second_signature_that_cannot_verify_burns_no_nonce(
+    keys: str, why: str
+) -> None:
+    """client-1's valid request carries a sig2 in client-2's name, with client-2's nonce N
+    (seen on its way) and a MAC that is wrong (or a base this request cannot give): it is
+    accepted, and N is not spent, so client-2's own request with N still passes. Spending
+    every other signature's nonce let the holder of one key burn another's (R2)."""
+    protected = protect(keys=KEYS if keys == "static" else KEYS.get)
+    theirs = sign("POST", "/t", JSON, BODY, key=KEY2, label="sig2", nonce="N")
+    one = sign("POST", "/t", JSON, BODY, key=KEY, label="sig1")
+    inputs = theirs["Signature-Input"]
+    if why == "bad MAC":
+        forged = "sig2=:" + base64.b64encode(bytes(32)).decode() + ":"
+    else:  # covers a header this request does not have: no base, never a MAC
+        inputs = inputs.replace('"content-digest"', '"content-digest" "x-absent"')
+        forged = theirs["Signature"]
+    both = {
+        **one,
+        "Signature-Input": f"{one['Signature-Input']}, {inputs}",
+        "Signature": f"{one['Signature']}, {forged}",
+    }
+    assert_accepted(await call(protected.middleware, "POST", "/t", both, BODY), BODY)
+    genuine = await call(protected.middleware, "POST", "/t", theirs, BODY)
+    assert assert_accepted(genuine, BODY)["key_id"] == "client-2"
+
+
 class _FailingOnce(MemoryNonceStore):
     """A store of one's own whose ``add`` raises once, on the call numbered ``fail_at``."""
 

@@ -35,6 +35,7 @@ from ._errors import (
     InsufficientCoverage,
     InvalidParameters,
     InvalidSignature,
+    KeyLookupFailed,
     MalformedSignature,
     MissingSignature,
     NotYetValid,
@@ -550,18 +551,21 @@ class Verifier:
     def _other_nonces(
         self, method: str, url: str, headers: HeadersLike, winner: VerifiedSignature
     ) -> tuple[tuple[str, str], ...]:
-        """The (key id, nonce) pairs of the request's other signatures, each once,
-        the winner's left out.
+        """The (key id, nonce) pairs of the request's other signatures that may
+        verify, now or later, each once, the winner's left out.
 
         RFC 9421 §4.3 lets a request carry several signatures. Any one of them,
         stripped of the others, could be sent again on its own, and one that
-        does not verify now may verify later (its ``created`` still ahead, its
-        key not yet known, its resolver failing for a moment). So each pair is
-        spent with the winner's, whether it verifies or not: nothing is looked
-        up, and a pair is only a store entry. Only well-formed ids count.
+        fails a check now may pass later (its ``created`` still ahead, its key
+        not yet known, its resolver failing for a moment). So each such pair
+        is spent with the winner's. A signature whose MAC is wrong under its
+        key is not: it proves nothing and never will, and spending its pair
+        would let the holder of one key burn another client's nonce (THREATS
+        R2). Only well-formed ids count.
         """
+        message = Message(method, url, headers)
         pairs: dict[tuple[str, str], None] = {}
-        for candidate in self._candidates(Message(method, url, headers)):
+        for candidate in self._candidates(message):
             if candidate.label == winner.label or candidate.error is not None:
                 continue
             key_id, nonce = candidate.params.get("keyid"), candidate.params.get("nonce")
@@ -571,9 +575,32 @@ class Verifier:
                 and 0 < len(key_id) <= MAX_ID_BYTES
                 and 0 < len(nonce) <= MAX_ID_BYTES
                 and (key_id, nonce) != (winner.key_id, winner.nonce)
+                and (key_id, nonce) not in pairs
+                and self._may_verify(message, candidate, key_id)
             ):
                 pairs[key_id, nonce] = None
         return tuple(pairs)
+
+    def _may_verify(self, message: Message, candidate: Candidate, key_id: str) -> bool:
+        """Whether ``candidate`` may verify, now or later: its MAC is right under
+        its key, or its key cannot be read now (unknown, a resolver that is
+        async or fails). False only when its key says its MAC is wrong, or
+        this request cannot give the base it covers."""
+        if self._keyring.is_async:
+            return True  # not looked up: docs/security.md, "Multiple signatures"
+        try:
+            key = self._keyring.lookup(key_id)
+        except KeyLookupFailed:
+            return True
+        if key is None:
+            return True
+        try:
+            base = build_signature_base(
+                message, candidate.covered.components, candidate.signature_params, self._sf_types
+            )
+        except VerificationError:
+            return False
+        return key.verify_mac(base, candidate.signature)
 
     def _try_fast(
         self,
