@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import threading
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -211,6 +212,34 @@ class TestMemoryNonceStore(NonceStoreContract):
         assert await store.add("c", 10) is True
         with pytest.raises(NonceStoreUnavailable):
             await store.add("d", 10)
+
+    @pytest.mark.parametrize("ttl", [100, 100.0, 5])
+    def test_an_int_clock_still_tells_a_replay(self, ttl: float) -> None:
+        """With a clock giving ints, now + ttl is often one of CPython's shared small
+        ints: a key recorded before must still be a replay (an identity test on the
+        expiry took it for new, and a webhook delivery was accepted three times)."""
+        store = MemoryNonceStore(clock=lambda: 100)
+        assert store.add_sync("k", ttl) is True
+        assert store.add_sync("k", ttl) is False
+        assert store.add_sync("k", ttl) is False
+
+    def test_adding_and_taking_back_again_and_again_holds_no_memory(self) -> None:
+        """A refused request takes its keys back at once; 100,000 such requests leave
+        the store's memory where it was (their queue entries went too), so churn
+        cannot grow it past max_entries while the store never fills."""
+        store = MemoryNonceStore(max_entries=100)
+        store.add_sync("warm-up", TTL)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(100_000):
+                store.add_sync(f"1:k:churn-{i}", TTL)
+                store.discard_sync(f"1:k:churn-{i}")
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert len(store) == 1
+        assert grown < 1_000_000, f"{grown:,} bytes held after 100,000 adds taken back"
 
     def test_threads_accept_exactly_one(self, store: MemoryNonceStore) -> None:
         """add_sync from 16 threads at once accepts a key exactly once (the lock)."""

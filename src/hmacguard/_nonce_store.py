@@ -152,14 +152,17 @@ class MemoryNonceStore:
                 self._sweep(now)
             expiry = self._expiry
             until = now + ttl
-            # One lookup in the usual case (a new key): setdefault inserts it.
+            # One lookup in the usual case (a new key): setdefault inserts it,
+            # and the size tells whether it did (never `is` on the expiry: two
+            # equal small ints from an int clock are one object).
+            size = len(expiry)
             known = expiry.setdefault(key, until)
-            if known is not until:
+            if len(expiry) == size:
                 if known > now:
                     return False
                 # Expired: swept above unless the clock went back. Recorded afresh.
                 expiry[key] = until  # pragma: no cover
-            elif len(expiry) > self._max_entries:
+            elif size >= self._max_entries:
                 del expiry[key]
                 raise NonceStoreUnavailable(
                     f"the memory nonce store is full ({self._max_entries} unexpired nonces)"
@@ -189,8 +192,17 @@ class MemoryNonceStore:
     def discard_sync(self, key: str) -> None:
         """:meth:`discard` without a coroutine (it never waits)."""
         with self._lock:
-            # Its queue entry stays and is skipped when swept (the expiry differs).
-            self._expiry.pop(key, None)
+            until = self._expiry.pop(key, None)
+            if until is not None:
+                # A key taken back at once (a refused request's) is the last entry
+                # of its queue: dropped too, so that adding and taking back again
+                # and again cannot grow the queues past max_entries. Any other
+                # stays, and is skipped when swept (its expiry is gone).
+                entry = (until, key)
+                for queue in self._queues.values():
+                    if queue and queue[-1] == entry:
+                        queue.pop()
+                        break
             self._rearm_warning()
 
     def _sweep(self, now: float) -> None:
