@@ -372,6 +372,22 @@ async def test_deliveries_share_the_configured_store_under_their_own_keys() -> N
     assert await store.add("8:client-1:nonce-1", 60)
 
 
+async def test_two_endpoints_of_one_scheme_keep_their_deliveries_apart() -> None:
+    """Two webhook paths of the same scheme share a store: a delivery id seen on one is
+    no duplicate on the other (a provider sends one message, under one id, to every
+    endpoint subscribed; two senders may pick the same id). Their keys were the
+    scheme's alone, so the second endpoint answered "duplicate" and its app never ran."""
+    setup = protect(webhooks={"/a/hooks/test": HexProfile(), "/a/other/hooks": HexProfile()})
+    for path in ("/a/hooks/test", "/a/other/hooks"):
+        exchange = await call(setup.middleware, "POST", path, deliver(b"{}", "d-1"), b"{}")
+        assert exchange.status_code == 200, exchange.body
+        assert exchange.json().get("status") != "duplicate"
+    assert setup.echo.count == 2
+    again = await call(setup.middleware, "POST", "/a/other/hooks", deliver(b"{}", "d-1"), b"{}")
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert setup.echo.count == 2
+
+
 async def test_a_client_leaving_mid_body_gets_no_response_and_burns_nothing() -> None:
     """http.disconnect while the body arrives: no response, no app, the delivery id still unused."""
     setup = protected()

@@ -401,8 +401,11 @@ def test_delivery_keys_never_meet_nonce_keys() -> None:
     from hmacguard._nonce_store import delivery_key  # noqa: PLC0415
 
     for scheme, dedupe in [("stripe", "1700000000.abc"), ("github", "x:y"), ("s", "")]:
-        delivery = delivery_key(scheme, dedupe)
+        delivery = delivery_key(scheme, "/hooks", dedupe)
         assert delivery != nonce_key(f"webhook:{scheme}", dedupe)
         assert not delivery[0].isdigit()
         assert nonce_key(f"webhook:{scheme}", dedupe)[0].isdigit()
-    assert delivery_key("a:b", "c") != delivery_key("a", "b:c")
+    # Injective in each of its three parts, whatever they hold.
+    assert delivery_key("a:b", "/h", "c") != delivery_key("a", "/h", "b:c")
+    assert delivery_key("s", "/a:b", "c") != delivery_key("s", "/a", "b:c")
+    assert delivery_key("s", "/a", "1") != delivery_key("s", "/b", "1")

@@ -63,7 +63,7 @@ from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
 if TYPE_CHECKING:
-    from .webhooks import VerifiedWebhook, WebhookProfile
+    from .webhooks import WebhookProfile
 
 __all__ = ["SignatureMiddleware"]
 
@@ -328,9 +328,9 @@ class SignatureMiddleware:
                 await self.app(scope, receive, send)
                 return
         if self._webhooks:
-            profile = self._webhook_profile(scope)
-            if profile is not None:
-                await self._webhook(scope, receive, send, profile)
+            route = self._webhook_profile(scope)
+            if route is not None:
+                await self._webhook(scope, receive, send, *route)
                 return
         try:
             found = self._fast_headers(scope) if kind == "http" and self._fast else None
@@ -723,22 +723,23 @@ class SignatureMiddleware:
 
     # -- webhooks ------------------------------------------------------------
 
-    def _webhook_profile(self, scope: Scope) -> WebhookProfile | None:
-        """The profile of the webhook path the router sees, if any. A path with a
-        "." or ".." segment is none: a delivery's MAC covers its body, not its
+    def _webhook_profile(self, scope: Scope) -> tuple[str, WebhookProfile] | None:
+        """The webhook path the router sees, if any, and its profile. A path with
+        a "." or ".." segment is none: a delivery's MAC covers its body, not its
         path, so "/webhooks/stripe/../admin" must not ride on it."""
         path = _route_path(scope)
         if _has_dot_segment(path):
             return None
         for prefix, profile in self._webhooks:  # longest prefix first
             if path == prefix or path.startswith(prefix + "/") or prefix == "/":
-                return profile
+                return prefix, profile
         return None
 
     async def _webhook(
-        self, scope: Scope, receive: Receive, send: Send, profile: WebhookProfile
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str, profile: WebhookProfile
     ) -> None:
-        """Verify a webhook delivery with ``profile``, then hand it to the app once."""
+        """Verify a webhook delivery to ``endpoint`` (its configured path) with
+        ``profile``, then hand it to the app once."""
         try:
             if scope["type"] != "http":
                 raise MalformedRequest("webhook paths take HTTP requests only")
@@ -761,7 +762,8 @@ class SignatureMiddleware:
             if len(scope["headers"]) != header_count:
                 raise MalformedRequest(_NO_TRAILERS)
             verified = profile.verify(raw, body, now=now)
-            fresh = await self._remember_delivery(profile, verified)
+            key = delivery_key(profile.scheme, endpoint, verified.dedupe_key)
+            fresh = await self._remember_delivery(key, profile.dedupe_ttl)
         except VerificationError as error:
             await self._reject(scope, receive, send, error, webhook=True)
             return
@@ -811,32 +813,17 @@ class SignatureMiddleware:
         try:
             await self.app(scope, _Replay(body, receive), watch_status)
         except Exception:
-            await self._forget(
-                forget,
-                self._delivery_key(profile, verified),
-                self._webhook_store_deadlines,
-                _FAILED_DELIVERY,
-            )
+            await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
             raise
         if status == 0 or status >= 500:
-            await self._forget(
-                forget,
-                self._delivery_key(profile, verified),
-                self._webhook_store_deadlines,
-                _FAILED_DELIVERY,
-            )
+            await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
 
-    @staticmethod
-    def _delivery_key(profile: WebhookProfile, verified: VerifiedWebhook) -> str:
-        """The store key of a delivery: its dedupe key, in its scheme's own namespace."""
-        return delivery_key(profile.scheme, verified.dedupe_key)
-
-    async def _remember_delivery(self, profile: WebhookProfile, verified: VerifiedWebhook) -> bool:
-        """Record the delivery in the nonce store: True the first time, False for a duplicate."""
+    async def _remember_delivery(self, key: str, ttl: float) -> bool:
+        """Record the delivery's ``key`` (:func:`delivery_key`) in the nonce store:
+        True the first time, False for a duplicate."""
         store = self._webhook_store
         assert store is not None  # noqa: S101  (set whenever webhooks are configured)
-        key = self._delivery_key(profile, verified)
-        return await self._add(store, self._webhook_store_deadlines, key, profile.dedupe_ttl)
+        return await self._add(store, self._webhook_store_deadlines, key, ttl)
 
     async def _forget(
         self,

@@ -41,17 +41,20 @@ def nonce_key(key_id: str, nonce: str) -> str:
     return f"{len(key_id)}:{key_id}:{nonce}"
 
 
-def delivery_key(scheme: str, dedupe_key: str) -> str:
-    """The store key of a webhook delivery: ``"webhook:"`` and :func:`nonce_key`
-    of (scheme, dedupe key).
+def delivery_key(scheme: str, endpoint: str, dedupe_key: str) -> str:
+    """The store key of a webhook delivery to ``endpoint`` (the middleware's
+    path for it): ``"webhook:"`` and :func:`nonce_key` of (scheme,
+    :func:`nonce_key` of (endpoint, dedupe key)).
 
-    A :func:`nonce_key` starts with a digit and this with ``w``, so no key id
-    (not even one called ``"webhook:stripe"``) shares a delivery's keys.
+    Each endpoint keeps its own deliveries: a provider sends one message to
+    every endpoint subscribed, under one id, and two senders may pick the same
+    id. A :func:`nonce_key` starts with a digit and this with ``w``, so no key
+    id (not even one called ``"webhook:stripe"``) shares a delivery's keys.
 
-    >>> delivery_key("github", "72d3162e")
-    'webhook:6:github:72d3162e'
+    >>> delivery_key("github", "/hooks/github", "72d3162e")
+    'webhook:6:github:13:/hooks/github:72d3162e'
     """
-    return "webhook:" + nonce_key(scheme, dedupe_key)
+    return "webhook:" + nonce_key(scheme, nonce_key(endpoint, dedupe_key))
 
 
 @runtime_checkable
