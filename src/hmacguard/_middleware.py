@@ -328,7 +328,7 @@ class SignatureMiddleware:
                 await self.app(scope, receive, send)
                 return
         if self._webhooks:
-            route = self._webhook_profile(scope)
+            route = self._webhook_route(scope)
             if route is not None:
                 await self._webhook(scope, receive, send, *route)
                 return
@@ -723,7 +723,7 @@ class SignatureMiddleware:
 
     # -- webhooks ------------------------------------------------------------
 
-    def _webhook_profile(self, scope: Scope) -> tuple[str, WebhookProfile] | None:
+    def _webhook_route(self, scope: Scope) -> tuple[str, WebhookProfile] | None:
         """The webhook path the router sees, if any, and its profile. A path with
         a "." or ".." segment is none: a delivery's MAC covers its body, not its
         path, so "/webhooks/stripe/../admin" must not ride on it."""
