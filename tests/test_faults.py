@@ -845,11 +845,19 @@ def _on_error_returning_app_that_raises(scope: Any, error: VerificationError) ->
     return app
 
 
+def _on_error_returning_app_that_sends_nothing(scope: Any, error: VerificationError) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return  # a forgotten await, a branch that returns early: no answer at all
+
+    return app
+
+
 ON_ERROR = {
     "on-error-sync-raises": boom,
     "on-error-async-raises": _async_on_error_raising,
     "on-error-returns-None": lambda scope, error: None,
     "on-error-app-raises-before-sending": _on_error_returning_app_that_raises,
+    "on-error-app-sends-nothing": _on_error_returning_app_that_sends_nothing,
 }
 
 
@@ -871,6 +879,62 @@ async def test_issue8_exempt_callable_failing_fails_closed() -> None:
     built = case(exempt=boom)
     exchange = await run(built.middleware, built.scope, built.receive)
     assert (exchange.status_code, problem(exchange)["reason"]) == (503, UNEXPECTED)
+    assert built.echo.untouched()
+
+
+class _AsyncExempt:
+    async def __call__(self, scope: Any) -> bool:
+        return False  # pragma: no cover  (refused before it is ever called)
+
+
+async def _async_exempt(scope: Any) -> bool:
+    return False  # pragma: no cover  (refused before it is ever called)
+
+
+@pytest.mark.parametrize("exempt", [_async_exempt, _AsyncExempt()], ids=["function", "object"])
+def test_issue8_an_async_exempt_callable_is_refused_at_start_up(exempt: Any) -> None:
+    """An async exempt= returned a coroutine, always truthy: every request, unsigned ones
+    included, skipped verification. It is refused when the middleware is built."""
+    with pytest.raises(TypeError, match="exempt must be a plain function"):
+        case(exempt=exempt)
+
+
+@pytest.mark.parametrize("answer", ["false", [0], 1, 0], ids=repr)
+async def test_issue8_exempt_callable_answering_other_than_a_bool_fails_closed(
+    answer: Any,
+) -> None:
+    """Only True exempts: "false", [0] or 1 (all truthy, so they exempted the request)
+    and 0 are answered 503, the app not called."""
+    built = case(exempt=lambda scope: answer)
+    exchange = await run(built.middleware, built.scope, built.receive)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (503, UNEXPECTED)
+    assert built.echo.untouched()
+
+
+async def test_issue8_exempt_callable_returning_none_verifies_as_usual() -> None:
+    """None (a bare return, a function that only returns True when it exempts) is not
+    an exemption: the request is verified, so an unsigned one is refused."""
+    built = case(_unsigned(), exempt=lambda scope: None)
+    exchange = await run(built.middleware, built.scope, built.receive)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (401, "missing_signature")
+    assert built.echo.untouched()
+
+
+async def test_issue8_on_error_handler_answering_twice_sends_one_answer() -> None:
+    """What an on_error app sends after its last body message is dropped: one answer."""
+
+    def twice(scope: Any, error: VerificationError) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            for text in (b"a", b"b"):
+                await send({"type": "http.response.start", "status": 418, "headers": []})
+                await send({"type": "http.response.body", "body": text})
+
+        return app
+
+    built = case(_unsigned(), on_error=twice)
+    exchange = await run(built.middleware, built.scope, built.receive)
+    assert [m["type"] for m in exchange.sent] == ["http.response.start", "http.response.body"]
+    assert (exchange.status_code, exchange.body) == (418, b"a")
     assert built.echo.untouched()
 
 

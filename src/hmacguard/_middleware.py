@@ -21,6 +21,7 @@ not know how a signature base is built.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import sys
@@ -391,7 +392,15 @@ class SignatureMiddleware:
 
     def _is_exempt(self, scope: Scope) -> bool:
         if self._exempt_call is not None:
-            return bool(self._exempt_call(scope))
+            answer: object = self._exempt_call(scope)
+            if answer is True or answer is False or answer is None:  # None: a bare return
+                return answer is True
+            # Only True opens the door: a coroutine (an async callable slipped past
+            # the check at start-up), "false" or [0] would all be truthy.
+            close = getattr(answer, "close", None)
+            if close is not None and isinstance(answer, Awaitable):
+                close()  # no "coroutine was never awaited" left behind
+            raise TypeError(f"the exempt callable returned {type(answer).__name__}, not bool")
         if not self._exact and not self._prefixes:
             return False
         path = _route_path(scope)
@@ -870,11 +879,16 @@ class SignatureMiddleware:
             },
         )
         if self._on_error is not None and scope["type"] == "http":
-            started = False
+            started = finished = False
 
             async def send_once(message: Message) -> None:
-                nonlocal started
+                # One answer: what comes after its last body message is dropped.
+                nonlocal started, finished
+                if finished:
+                    return
                 started = True
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    finished = True
                 await send(message)
 
             try:
@@ -882,11 +896,14 @@ class SignatureMiddleware:
                 if isinstance(handler, Awaitable):
                     handler = await handler
                 await handler(scope, receive, send_once)
-                return
             except Exception:
                 if started:  # part of its answer is out: nothing clean is left to send
                     raise
                 logger.exception("hmacguard: the on_error handler failed; the default answer")
+            else:
+                if started:
+                    return
+                logger.error("hmacguard: the on_error handler sent nothing; the default answer")
         if scope["type"] == "websocket":
             # Refuse the handshake before accepting it: the server answers 403.
             await receive()  # websocket.connect
@@ -1246,6 +1263,13 @@ def _exemptions(
     exempt: Iterable[str] | Callable[[Scope], bool],
 ) -> tuple[frozenset[str], tuple[str, ...], Callable[[Scope], bool] | None]:
     if callable(exempt):
+        if inspect.iscoroutinefunction(exempt) or inspect.iscoroutinefunction(
+            getattr(exempt, "__call__", None)  # noqa: B004  (an object with async __call__)
+        ):
+            raise TypeError(
+                "exempt must be a plain function scope -> bool, not async: it is called "
+                "on every request before anything is awaited"
+            )
         return frozenset(), (), exempt
     if isinstance(exempt, (str, bytes)):
         raise TypeError('exempt is a list of paths, e.g. ["/health"], not one string')
