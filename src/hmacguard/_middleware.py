@@ -119,8 +119,9 @@ class SignatureMiddleware:
         exempt: paths that skip verification, e.g. ``["/health", "/static/*"]``
             (a trailing ``*`` makes a prefix; anything else matches exactly),
             matched against the path the router sees (without ``root_path``);
-            a prefix never covers a ``.`` or ``..`` segment. Or a callable
-            ``scope -> bool``. Everything else is protected.
+            a prefix never covers a ``.`` or ``..`` segment. Or a plain (not
+            async) callable ``scope -> bool``: True exempts, False or None
+            does not, any other answer is a 503. Everything else is protected.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``. None waits forever
