@@ -663,7 +663,7 @@ def _redact(url: str) -> str:
         return f"{scheme}://{shown}<invalid>"
     netloc = parts.netloc
     host, colon, port = netloc.rpartition(":")
-    if colon and port and not port.isdigit() and not netloc.endswith("]"):
+    if colon and port and not (port.isascii() and port.isdigit()) and not netloc.endswith("]"):
         netloc = f"{host}:***"
     path = parts.path
     if scheme != "unix" and not _DATABASE.fullmatch(path):
