@@ -40,12 +40,17 @@ __all__ = ["Candidate", "CanonicalPair", "CoveredComponents", "match_canonical",
 DERIVED_SLOTS = {"@method": 0, "@authority": 1, "@path": 2, "@scheme": 3, "@query": 4}
 
 
-#: The fast path's recipe for a signature base: ``template % arrange(values)``,
-#: where ``values`` holds the five derived values (in ``DERIVED_SLOTS`` order),
-#: the values of the headers in ``header_names`` (also given as bytes, for
-#: header dicts straight from an ASGI server), then the signature parameters.
+#: The fast path's recipe for a signature base: ``"".join(arrange((*values,
+#: *literals)))``, where ``values`` holds the five derived values (in
+#: ``DERIVED_SLOTS`` order), the values of the headers in ``header_names``
+#: (also given as bytes, for header dicts straight from an ASGI server), then
+#: the signature parameters, and ``literals`` each line's start (a line break,
+#: the component's identifier, ``": "``). ``arrange`` interleaves the two.
 FastTemplate = tuple[
-    str, tuple[str, ...], tuple[bytes, ...], Callable[[tuple[str, ...]], tuple[str, ...]]
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[bytes, ...],
+    Callable[[tuple[str, ...]], tuple[str, ...]],
 ]
 
 
@@ -54,8 +59,9 @@ class CoveredComponents:
 
     ``fast`` serves the verifier's fast path: a :data:`FastTemplate` when
     every component is a header without parameters or a derived component in
-    ``DERIVED_SLOTS``, else None. (``%`` with an ``itemgetter`` measured 1.3 µs
-    against 1.9 for ``str.format`` with numbered fields.)
+    ``DERIVED_SLOTS``, else None. (One ``str.join`` over an ``itemgetter``'s
+    pick measured 0.5 µs, ``%`` with a template 0.7 and ``str.format`` with
+    numbered fields 1.9.)
     """
 
     __slots__ = ("components", "covered", "covers_digest", "fast", "specs")
@@ -67,7 +73,7 @@ class CoveredComponents:
         self.covers_digest = any(c.name == "content-digest" for c in components)
         self.fast: FastTemplate | None = None
         names: list[str] = []
-        lines: list[str] = []
+        literals: list[str] = []
         slots: list[int] = []
         for component in components:
             if component.plain_field:
@@ -77,16 +83,18 @@ class CoveredComponents:
                 slots.append(DERIVED_SLOTS[component.name])
             else:
                 return
-            lines.append(f"{component.identifier.replace('%', '%%')}: %s")
-        lines.append('"@signature-params": %s')
+            literals.append(f"{component.identifier}: ")
+        literals.append('"@signature-params": ')
         slots.append(len(DERIVED_SLOTS) + len(names))
-        # itemgetter returns a bare item for one index: always give a tuple.
-        arrange = itemgetter(*slots) if len(slots) > 1 else itemgetter(slice(-1, None))
+        literals = [literals[0]] + ["\n" + literal for literal in literals[1:]]
+        # The literals follow the values: value i is at i, literal j at first + j.
+        first = len(DERIVED_SLOTS) + len(names) + 1
+        order = [index for j, slot in enumerate(slots) for index in (first + j, slot)]
         self.fast = (
-            "\n".join(lines),
+            tuple(literals),
             tuple(names),
             tuple(name.encode("ascii") for name in names),
-            arrange,
+            itemgetter(*order),
         )
 
 

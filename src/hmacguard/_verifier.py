@@ -809,19 +809,19 @@ class Verifier:
         # empty one (§2.2.6), and _fast_asgi() takes only paths starting "/".
         # An absent header reads as "\r", which the check below refuses like
         # any other carriage return.
-        template, header_names, header_bytes, arrange = fast
+        literals, header_names, header_bytes, arrange = fast
         if raw:
             values = [get(name, b"\r").decode("latin-1").strip(" \t") for name in header_bytes]
         else:
             values = [get(name, "\r").strip(" \t") for name in header_names]
-        parts = arrange((method, authority, path, scheme, query or "?", *values, params_text))
+        parts = (method, authority, path, scheme, query or "?", *values, params_text)
         # Any line break or non-ASCII character: the general path explains it.
         # (Looking for a line break in the parts, joined, costs a tenth of
         # counting the base's lines: str.count tests character by character.)
         joined = "".join(parts)
         if "\n" in joined or "\r" in joined:
             return None
-        base = template % parts
+        base = "".join(arrange(parts + literals))
         try:
             data = base.encode("ascii")
         except UnicodeEncodeError:
