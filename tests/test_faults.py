@@ -901,14 +901,19 @@ def test_issue8_an_async_exempt_callable_is_refused_at_start_up(exempt: Any) -> 
 
 @pytest.mark.parametrize("answer", ["false", [0], 1, 0], ids=repr)
 async def test_issue8_exempt_callable_answering_other_than_a_bool_fails_closed(
-    answer: Any,
+    answer: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Only True exempts: "false", [0] or 1 (all truthy, so they exempted the request)
-    and 0 are answered 503, the app not called."""
+    and 0 are answered 503, the app not called. The log says what it returned, not
+    that it raised."""
     built = case(exempt=lambda scope: answer)
     exchange = await run(built.middleware, built.scope, built.receive)
     assert (exchange.status_code, problem(exchange)["reason"]) == (503, UNEXPECTED)
     assert built.echo.untouched()
+    returned = f"the exempt callable returned {type(answer).__name__}, not True, False or None"
+    assert returned in caplog.text
+    assert "raised" not in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 async def test_issue8_exempt_callable_returning_none_verifies_as_usual() -> None:

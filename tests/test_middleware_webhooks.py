@@ -423,6 +423,60 @@ def test_webhook_configuration_is_checked_at_construction(webhooks: Any, error: 
         SignatureMiddleware(EchoApp(), keys={"client-1": b"k" * 32}, webhooks=webhooks)
 
 
+@pytest.mark.parametrize(
+    ("exempt", "webhook"),
+    [
+        (["/hooks"], "/hooks"),
+        (["/hooks/extra"], "/hooks"),
+        (["/hooks/*"], "/hooks"),
+        (["/hoo*"], "/hooks"),
+        (["/*"], "/hooks"),
+        (["/hooks*"], "/hooks/stripe"),
+        (["/health"], "/"),
+    ],
+)
+def test_an_exempt_path_under_a_webhook_path_is_refused_at_construction(
+    exempt: list[str], webhook: str
+) -> None:
+    """An exemption a webhook path also matches would do nothing there (webhooks
+    are verified first): refused at start-up, naming both."""
+    with pytest.raises(ValueError, match="webhook path"):
+        SignatureMiddleware(
+            EchoApp(), keys={"client-1": b"k" * 32}, exempt=exempt, webhooks={webhook: HexProfile()}
+        )
+
+
+@pytest.mark.parametrize("exempt", [["/hooksmith"], ["/hookshot*"], ["/health", "/static/*"]])
+def test_exempt_paths_beside_a_webhook_path_are_kept(exempt: list[str]) -> None:
+    """Paths that only share the webhook path's first letters are not under it."""
+    middleware = SignatureMiddleware(
+        EchoApp(), keys={"client-1": b"k" * 32}, exempt=exempt, webhooks={"/hooks": HexProfile()}
+    )
+    assert middleware.verifier is not None
+
+
+async def test_an_exempt_callable_is_not_asked_about_a_webhook_path() -> None:
+    """exempt= answering True for everything: a webhook delivery is still verified, and an
+    unsigned one never reaches the app."""
+    asked: list[str] = []
+
+    def exempt(scope: Any) -> bool:
+        asked.append(scope["path"])
+        return True
+
+    setup = protected(exempt=exempt)
+    unsigned = await call(setup.middleware, "POST", PATH + "/x", [], b'{"forged":true}')
+    assert unsigned.status_code == 401
+    assert setup.echo.untouched()
+    assert asked == []
+    signed = await call(setup.middleware, "POST", PATH, deliver(b"{}"), b"{}")
+    assert signed.status_code == 200
+    assert setup.echo.count == 1
+    other = await call(setup.middleware, "GET", "/t/elsewhere", [], b"")
+    assert other.status_code == 200  # the callable still decides everywhere else
+    assert asked == ["/t/elsewhere"]
+
+
 def _failing_app(outcome: str) -> Any:
     """An app that fails on its first call (raises, or answers ``outcome``), then answers 200."""
     calls = {"n": 0}
@@ -441,9 +495,12 @@ def _failing_app(outcome: str) -> Any:
     return app
 
 
-@pytest.mark.parametrize("outcome", ["raise", "500", "503", "silent"])
+@pytest.mark.parametrize(
+    "outcome", ["raise", "500", "503", "silent", "307", "400", "404", "409", "422", "429"]
+)
 async def test_a_delivery_the_app_failed_on_is_forgotten(outcome: str) -> None:
-    """App raised, answered 5xx or nothing: the redelivery reaches the app, not 'duplicate'."""
+    """App raised, answered anything but 2xx, or nothing: every provider counts that
+    as a failed delivery and retries, so the retry reaches the app, not 'duplicate'."""
     app = _failing_app(outcome)
     middleware = SignatureMiddleware(
         app, keys={"client-1": b"k" * 32}, webhooks={"/hooks": HexProfile()}, clock=lambda: NOW
@@ -462,9 +519,9 @@ async def test_a_delivery_the_app_failed_on_is_forgotten(outcome: str) -> None:
     assert app.calls["n"] == 2
 
 
-@pytest.mark.parametrize("outcome", ["200", "400", "422"])
+@pytest.mark.parametrize("outcome", ["200", "202", "204"])
 async def test_a_delivery_the_app_answered_stays_recorded(outcome: str) -> None:
-    """A 2xx or 4xx from the app is an answer: the redelivery is acknowledged as a duplicate."""
+    """A 2xx from the app is a delivery: the redelivery is acknowledged as a duplicate."""
     app = _failing_app(outcome)
     middleware = SignatureMiddleware(
         app, keys={"client-1": b"k" * 32}, webhooks={"/hooks": HexProfile()}, clock=lambda: NOW
@@ -692,3 +749,54 @@ async def test_slack_the_same_request_signed_under_another_secret_is_a_duplicate
     later = await call(setup.middleware, "POST", path, slack_headers(new, NOW + 1), body)
     assert later.status_code == 200
     assert setup.echo.count == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing_signature"),
+        ({"x-test-id": "d-1", "x-test-ts": "soon", "x-test-sig": "00"}, "malformed_signature"),
+    ],
+)
+async def test_a_webhook_error_speaks_of_the_webhook_not_rfc_9421(
+    headers: dict[str, str], reason: str
+) -> None:
+    """A sender's dashboard shows the body of a refusal: on a webhook path it names
+    the webhook's signature, not the Signature and Signature-Input fields."""
+    setup = protected()
+    exchange = await call(setup.middleware, "POST", PATH, headers, b"{}")
+    document = exchange.json()
+    assert document["reason"] == reason
+    assert "webhook" in document["detail"]
+    assert "Signature-Input" not in exchange.body.decode()
+    assert setup.echo.untouched()
+
+
+async def test_a_profile_given_its_own_clock_keeps_it_behind_the_middleware() -> None:
+    """Stripe(secret, clock=...) checks t against that clock, also behind the middleware
+    (whose own clock is another); a profile left on the wall clock follows the
+    middleware's clock= instead."""
+    import time  # noqa: PLC0415  (this test only)
+
+    from hmacguard.webhooks import Stripe  # noqa: PLC0415  (this test's only real profile)
+
+    secret = "whsec_clock_test_secret_0123456789"
+    body = b'{"id":"evt_1"}'
+    then = 1_000_000_000
+
+    def stripe(t: int) -> dict[str, str]:
+        mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return {"stripe-signature": f"t={t},v1={mac}"}
+
+    own = protect(webhooks={"/a/hooks/stripe": Stripe(secret, clock=lambda: then)})
+    accepted = await call(own.middleware, "POST", "/a/hooks/stripe", stripe(then), body)
+    assert accepted.status_code == 200
+    assert own.echo.count == 1
+    now = await call(own.middleware, "POST", "/a/hooks/stripe", stripe(int(time.time())), body)
+    assert now.status_code == 401  # far from the profile's clock
+    follows = protect(webhooks={"/a/hooks/stripe": Stripe(secret)})  # the middleware's NOW
+    assert (
+        await call(follows.middleware, "POST", "/a/hooks/stripe", stripe(NOW), body)
+    ).status_code == 200
+    stale = await call(follows.middleware, "POST", "/a/hooks/stripe", stripe(then), body)
+    assert stale.status_code == 401

@@ -100,8 +100,9 @@ def test_threat_W3_same_delivery_twice_has_same_dedupe_key() -> None:
 
 
 def test_threat_W3_dedupe_ttl_is_days_not_minutes_and_configurable() -> None:
-    """The delivery id is remembered 24 h by default; the TTL is configurable."""
-    assert GitHub(SECRET).dedupe_ttl == 86_400
+    """The delivery id is remembered for GitHub's redelivery window (the past 3 days)
+    and an hour by default; the TTL is configurable."""
+    assert GitHub(SECRET).dedupe_ttl == 3 * 86_400 + 3_600
     assert GitHub(SECRET, dedupe_ttl=3 * 86_400).dedupe_ttl == 259_200
     for bad in (0, -1, None):
         with pytest.raises(ValueError, match="dedupe_ttl"):

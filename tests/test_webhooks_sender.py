@@ -66,9 +66,11 @@ def test_given_webhook_id_header_is_kept_for_retries() -> None:
     assert StandardWebhooks(SECRET).verify(sent.headers, b"x", now=NOW).dedupe_key == "msg_retry_1"
 
 
-@pytest.mark.parametrize("msg_id", ["msg.1", "x" * 257])
+@pytest.mark.parametrize("msg_id", ["msg.1", "x" * 257, " msg_leading", "msg_trailing "])
 def test_bad_webhook_id_refused(msg_id: str) -> None:
-    """An id with ``.`` or over 256 characters is a ValueError before sending."""
+    """An id with ``.``, over 256 characters, or with a space at either end (which
+    HTTP trims in transit, so no receiver could verify it) is a ValueError before
+    sending."""
     with pytest.raises(ValueError, match="webhook-id"):
         _send(StandardWebhooksAuth(SECRET), content=b"x", headers={"webhook-id": msg_id})
 

@@ -369,7 +369,6 @@ def test_dedupe_ttl_covers_the_window_both_ways() -> None:
         "v1,,",
         "v1,abc",
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1O",
-        ",abc",
         "v1 ,x",
     ],
 )
@@ -377,6 +376,18 @@ def test_threat_W5_empty_or_truncated_v1_is_malformed(signature: str) -> None:
     """``v1``, ``v1,`` (CVE-2024-21491), ``v1,,`` and truncated values are rejected as malformed."""
     headers = sw_sign(SECRET, b"body", NOW) | {"webhook-signature": signature}
     assert _reason(StandardWebhooks(SECRET), headers) == "malformed_signature"
+
+
+@pytest.mark.parametrize("other", ["v1a,abc", "V2,abc", "v2,a,b", "v1b_x,abc", ",abc", "V1,x"])
+def test_entries_of_other_versions_are_skipped_whatever_their_shape(other: str) -> None:
+    """Only v1 entries are read, as the spec's libraries do: an entry of another
+    version (a future one, in any spelling) beside a valid v1 passes, and alone
+    it is no signature at all (401), never a 400 that would block the v1."""
+    good = sw_sign(SECRET, b"body", NOW)
+    headers = good | {"webhook-signature": f"{other} {good['webhook-signature']}"}
+    assert StandardWebhooks(SECRET).verify(headers, b"body", now=NOW).delivery_id == "msg_1"
+    alone = good | {"webhook-signature": other}
+    assert _reason(StandardWebhooks(SECRET), alone) == "invalid_signature"
 
 
 def test_threat_W5_old_key_valid_new_key_garbage_passes() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ._errors import VerificationError
 from ._structured_fields import InnerList, Item, serialize_dictionary
 
-__all__ = ["ErrorResponder"]
+__all__ = ["WEBHOOK_MESSAGES", "ErrorResponder"]
 
 # A problem's type is DOCS#<reason, "_" as "-">: docs/errors.md gives each reason's
 # table row that id, and tests/test_docs.py checks that every reason's link lands.
@@ -62,6 +62,19 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "The server cannot verify signatures right now; retry later.",
     ),
 }
+# What a webhook path tells instead: its sender signs with its provider's
+# scheme (Stripe-Signature, X-Hub-Signature-256...), not with RFC 9421 fields.
+WEBHOOK_MESSAGES: dict[str, tuple[str, str]] = {
+    "missing_signature": (
+        "Signature required",
+        "The request carries no webhook signature for this endpoint's scheme.",
+    ),
+    "malformed_signature": (
+        "Malformed signature",
+        "The webhook's signature or timestamp header cannot be parsed.",
+    ),
+    "invalid_signature": ("Invalid signature", "The webhook signature could not be verified."),
+}
 _CLIENT_REASON = dict.fromkeys(
     ("unknown_key", "expired", "not_yet_valid", "replayed"), "invalid_signature"
 )
@@ -96,7 +109,8 @@ class ErrorResponder:
     Bodies and headers depend only on the reason (and, with ``debug``, on the
     error's detail), so they are precomputed. A 401 carries ``challenge`` as
     ``WWW-Authenticate`` and, when given, ``Accept-Signature`` (webhook paths
-    have none: the sender's scheme is fixed by the provider).
+    have none: the sender's scheme is fixed by the provider). ``messages``
+    replaces some reasons' title and detail (webhook paths: ``WEBHOOK_MESSAGES``).
     """
 
     def __init__(
@@ -105,8 +119,10 @@ class ErrorResponder:
         *,
         debug: bool = False,
         challenge: bytes = b'Signature realm="hmacguard"',
+        messages: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self._debug = debug
+        self._messages = _MESSAGES if messages is None else {**_MESSAGES, **messages}
         self._accept = None if accept_signature_value is None else accept_signature_value.encode()
         self._challenge = challenge
         self._cache: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
@@ -138,7 +154,7 @@ class ErrorResponder:
         error: VerificationError | None,
         base: bytes | None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        title, detail = _MESSAGES.get(reason, _FALLBACK)
+        title, detail = self._messages.get(reason, _FALLBACK)
         problem: dict[str, object] = {
             "type": DOCS + "#" + reason.replace("_", "-"),
             "title": title,

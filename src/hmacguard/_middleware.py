@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from ._content_digest import DigestVerifier, verify_content_digest
 from ._deadlines import Deadlines
-from ._error_response import ErrorResponder, accept_signature
+from ._error_response import WEBHOOK_MESSAGES, ErrorResponder, accept_signature
 from ._errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -122,6 +122,8 @@ class SignatureMiddleware:
             a prefix never covers a ``.`` or ``..`` segment. Or a plain (not
             async) callable ``scope -> bool``: True exempts, False or None
             does not, any other answer is a 503. Everything else is protected.
+            Webhook paths are never exempt: an exempt path under one is
+            refused at construction, and the callable is not asked about them.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``. None waits forever
@@ -150,7 +152,8 @@ class SignatureMiddleware:
             ``max_body_size``, else ``max_body_size``) and verified on its raw
             bytes; the delivery is remembered in the nonce store for the
             profile's ``dedupe_ttl``, and a delivery seen before is answered
-            200 ``{"status": "duplicate"}`` without reaching the app. The
+            200 ``{"status": "duplicate"}`` without reaching the app (one the
+            app did not answer with 2xx is forgotten, so its retry is). The
             app finds the ``VerifiedWebhook`` in ``scope["state"]["webhook"]``.
         required_components: a :class:`Verifier` policy option, as are
             ``max_age``, ``clock_skew``, ``tag``, ``allow_long_max_age``,
@@ -246,13 +249,17 @@ class SignatureMiddleware:
         self._ttl = float(self._verifier.nonce_ttl)
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
         self._webhooks = _webhook_routes(webhooks)
+        _check_exemptions_miss_webhooks(self._exact, self._prefixes, self._webhooks)
         self._any_exempt = bool(self._exact or self._prefixes or self._exempt_call)
         # Deliveries are always deduplicated, even with require_nonce=False.
         self._webhook_store: NonceStore | None = None
         if self._webhooks:
             self._webhook_store = MemoryNonceStore() if self._store is None else self._store
         self._webhook_responder = ErrorResponder(
-            None, debug=bool(debug), challenge=b'Webhook realm="hmacguard"'
+            None,
+            debug=bool(debug),
+            challenge=b'Webhook realm="hmacguard"',
+            messages=WEBHOOK_MESSAGES,
         )
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise TypeError("max_body_size must be an int")
@@ -317,22 +324,26 @@ class SignatureMiddleware:
         if kind != "http" and kind != "websocket":  # noqa: PLR1714
             await self.app(scope, receive, send)
             return
+        if self._webhooks:
+            # Before exemptions: a webhook path is always verified.
+            route = self._webhook_route(scope)
+            if route is not None:
+                await self._webhook(scope, receive, send, *route)
+                return
         if self._any_exempt:
             try:
                 exempt = self._is_exempt(scope)
             except Exception as exc:  # fail closed: neither a 500 nor the app
-                logger.exception("hmacguard: the exempt callable raised")
+                if isinstance(exc, _NotAnAnswer):
+                    logger.error("hmacguard: %s", exc)  # it returned: no traceback to show
+                else:
+                    logger.exception("hmacguard: the exempt callable raised")
                 await self._reject(
                     scope, receive, send, VerificationUnavailable(type(exc).__name__)
                 )
                 return
             if exempt:
                 await self.app(scope, receive, send)
-                return
-        if self._webhooks:
-            route = self._webhook_route(scope)
-            if route is not None:
-                await self._webhook(scope, receive, send, *route)
                 return
         try:
             found = self._fast_headers(scope) if kind == "http" and self._fast else None
@@ -401,7 +412,9 @@ class SignatureMiddleware:
             close = getattr(answer, "close", None)
             if close is not None and isinstance(answer, Awaitable):
                 close()  # no "coroutine was never awaited" left behind
-            raise TypeError(f"the exempt callable returned {type(answer).__name__}, not bool")
+            raise _NotAnAnswer(
+                f"the exempt callable returned {type(answer).__name__}, not True, False or None"
+            )
         if not self._exact and not self._prefixes:
             return False
         path = _route_path(scope)
@@ -756,7 +769,7 @@ class SignatureMiddleware:
             raw = scope["headers"]
             _, length, declared, _ = _scan_headers(raw)
             declared = _declared_size(length, declared)
-            now = self._verifier.clock()
+            now = _webhook_clock(profile, self._verifier.clock)()
             # Headers first: a missing or stale signature is refused before
             # any body byte is read.
             profile.check_headers(raw, now=now)
@@ -810,8 +823,10 @@ class SignatureMiddleware:
         if forget is None:
             await self.app(scope, _Replay(body, receive), send)
             return
-        # A delivery the app failed on is forgotten, so the provider's
-        # redelivery is processed rather than acknowledged as a duplicate.
+        # A delivery the app did not answer with 2xx is forgotten, so the
+        # provider's retry is processed rather than acknowledged as a
+        # duplicate: every provider counts any other answer (a 429, a 409,
+        # a redirect) as a failed delivery and sends it again.
         status = 0
 
         async def watch_status(message: Message) -> None:
@@ -825,7 +840,7 @@ class SignatureMiddleware:
         except Exception:
             await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
             raise
-        if status == 0 or status >= 500:
+        if not 200 <= status < 300:
             await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
 
     async def _remember_delivery(self, key: str, ttl: float) -> bool:
@@ -1002,6 +1017,16 @@ def _whole_body(message: Message, limit: int, digest: str | None) -> bytes:
     return body
 
 
+def _webhook_clock(profile: WebhookProfile, default: Callable[[], float]) -> Callable[[], float]:
+    """The clock a delivery for ``profile`` is checked against: the profile's
+    own when it was given one (``Stripe(secret, clock=...)``), else ``default``
+    (the middleware's ``clock=``, or the wall clock)."""
+    from .webhooks._profile import default_clock  # noqa: PLC0415  (only with webhooks)
+
+    clock = getattr(profile, "clock", default_clock)
+    return default if clock is default_clock or not callable(clock) else clock
+
+
 def _webhook_routes(
     webhooks: Mapping[str, WebhookProfile] | None,
 ) -> tuple[tuple[str, WebhookProfile], ...]:
@@ -1100,6 +1125,10 @@ _NOT_A_LENGTH = "Content-Length is not a number"
 # Headers that frameworks honour to change the method the app acts on
 # (THREATS U6): unsigned, they would let a signed POST act as a DELETE.
 _METHOD_OVERRIDES = ("x-http-method-override", "x-method-override", "x-http-method")
+
+
+class _NotAnAnswer(TypeError):
+    """The exempt callable returned something other than True, False or None."""
 
 
 def _names_an_override(headers: Mapping[bytes, bytes]) -> bool:
@@ -1284,6 +1313,32 @@ def _exemptions(
         else:
             exact.add(path)
     return frozenset(exact), tuple(prefixes), None
+
+
+def _check_exemptions_miss_webhooks(
+    exact: frozenset[str], prefixes: tuple[str, ...], routes: tuple[tuple[str, Any], ...]
+) -> None:
+    """Refuse an exempt path that a webhook path also matches.
+
+    Webhook paths are verified before exemptions are looked at, so such an
+    exemption would do nothing there; but whoever wrote it expected that path
+    to skip verification (or the webhook to be verified by RFC 9421): say so
+    at start-up rather than let either belief stand.
+    """
+    for webhook, _ in routes:
+        below = webhook + "/"
+        for path in sorted(exact):
+            if webhook in ("/", path) or path.startswith(below):
+                raise ValueError(
+                    f"exempt path {path!r} is under the webhook path {webhook!r}: "
+                    "webhook paths are always verified by their profile"
+                )
+        for prefix in prefixes:
+            if webhook == "/" or below.startswith(prefix) or prefix.startswith(below):
+                raise ValueError(
+                    f"exempt prefix {prefix + '*'!r} overlaps the webhook path {webhook!r}: "
+                    "webhook paths are always verified by their profile"
+                )
 
 
 def _seconds(name: str, value: float | None) -> float | None:

@@ -157,6 +157,11 @@ class TimestampedProfile:
     remembered (``2 * tolerance + 60``: the window both ways, and a margin),
     the id of a signed message (:meth:`_verify_mac`), and a ``repr`` that
     counts the secrets without showing them.
+
+    ``clock`` is what timestamps are checked against when ``verify`` gets no
+    ``now``. Behind ``SignatureMiddleware``, a profile left on the default
+    (the wall clock) follows the middleware's own ``clock=``; one given its
+    own clock keeps it.
     """
 
     def __init__(self, macs: tuple[Mac, ...], tolerance: float, clock: Callable[[], float]) -> None:
@@ -166,7 +171,7 @@ class TimestampedProfile:
         self.tolerance = check_tolerance(tolerance)
         self.max_body_size: int | None = None
         self.dedupe_ttl: float = 2 * self.tolerance + 60
-        self._clock = clock
+        self.clock = clock
 
     def _verify_mac(
         self, prefix: bytes, body: bytes, candidates: Sequence[bytes]

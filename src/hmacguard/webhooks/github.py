@@ -30,8 +30,10 @@ __all__ = ["DEFAULT_DEDUPE_TTL", "DEFAULT_MAX_BODY_SIZE", "GitHub"]
 #: "Payloads are capped at 25 MB" (GitHub docs, "Webhook events and payloads").
 #: 25 MiB, so that no payload GitHub sends is refused whichever unit it means.
 DEFAULT_MAX_BODY_SIZE = 25 * 1024 * 1024
-#: How long a delivery id is remembered: one day by default.
-DEFAULT_DEDUPE_TTL = 24 * 60 * 60.0
+#: How long a delivery id is remembered: GitHub lets anyone with admin rights
+#: redeliver "webhook deliveries from the past 3 days" (GitHub docs,
+#: "Redelivering webhooks"), with the same id; three days and an hour.
+DEFAULT_DEDUPE_TTL = (3 * 24 + 1) * 60 * 60.0
 
 _SHA256 = ("x-hub-signature-256", "X-Hub-Signature-256", "sha256=", 32, "sha256")
 _SHA1 = ("x-hub-signature", "X-Hub-Signature", "sha1=", 20, "sha1")
@@ -58,8 +60,10 @@ class GitHub:
         allow_sha1: also accept the legacy ``X-Hub-Signature: sha1=...`` when
             ``X-Hub-Signature-256`` is absent (default False: a request with
             only the SHA-1 header fails with ``invalid_signature``).
-        dedupe_ttl: seconds a ``X-GitHub-Delivery`` id is remembered (default
-            24 h). GitHub keeps the id when a delivery is redelivered.
+        dedupe_ttl: seconds a ``X-GitHub-Delivery`` id is remembered
+            (default 73 h: GitHub redelivers deliveries of the past 3 days,
+            keeping their id; GitHub Enterprise Server 7 days, so raise it
+            there).
         max_body_size: the body cap (default 25 MiB, GitHub's payload cap).
 
     Raises:

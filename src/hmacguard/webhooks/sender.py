@@ -81,8 +81,14 @@ class StandardWebhooksAuth(httpx.Auth):
             or not msg_id.isascii()
             or not msg_id.isprintable()
             or "." in msg_id
+            or msg_id != msg_id.strip(" \t")
         ):
-            raise ValueError("webhook-id must be 1-256 printable ASCII characters without '.'")
+            # Spaces at either end never reach the receiver (RFC 9110 §5.5
+            # trims field values), so the id it verifies would not be this one.
+            raise ValueError(
+                "webhook-id must be 1-256 printable ASCII characters, without '.' "
+                "and without spaces at either end"
+            )
         timestamp = str(int(self._clock()))
         prefix = f"{msg_id}.{timestamp}.".encode("ascii")
         body = request.content

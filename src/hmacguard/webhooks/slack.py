@@ -104,7 +104,7 @@ class Slack(TimestampedProfile):
             raise MalformedSignature("X-Slack-Signature is not 'v0=' + hex")
         candidate = decode_hex(signature[3:], 32, "X-Slack-Signature")
         check_window(
-            timestamp, clock_now(self._clock, now), self.tolerance, "X-Slack-Request-Timestamp"
+            timestamp, clock_now(self.clock, now), self.tolerance, "X-Slack-Request-Timestamp"
         )
         return ts_text, timestamp, candidate
 

@@ -138,21 +138,22 @@ class StandardWebhooks(TimestampedProfile):
         others: set[str] = set()
         for entry in entries:
             version, comma, value = entry.partition(",")
-            # "v1", "v1," and "v1,," are malformed (CVE-2024-21491 accepted "v1,").
-            if not comma or not value or "," in value or _VERSION.fullmatch(version) is None:
-                raise MalformedSignature(f"{sig_name} has an entry that is not 'version,signature'")
             if version != "v1":
-                others.add(version)
+                # Other versions (v1a, one the spec may add) are skipped, as the
+                # spec's own libraries do: only v1 entries are read.
+                if _VERSION.fullmatch(version) is not None:
+                    others.add(version)
                 continue
-            if _B64_32.fullmatch(value) is None:
+            # "v1", "v1," and "v1,," are malformed (CVE-2024-21491 accepted "v1,").
+            if not comma or _B64_32.fullmatch(value) is None:
                 raise MalformedSignature(f"a v1 entry of {sig_name} is not the base64 of 32 bytes")
             candidates.append(base64.b64decode(value))
         if not candidates:
             raise InvalidSignature(
                 f"{sig_name} has no v1 (HMAC-SHA256) signature; versions present: "
-                + ", ".join(sorted(others))
+                + (", ".join(sorted(others)) or "none")
             )
-        check_window(timestamp, clock_now(self._clock, now), self.tolerance, ts_name)
+        check_window(timestamp, clock_now(self.clock, now), self.tolerance, ts_name)
         return msg_id, ts_text, timestamp, candidates
 
     def check_headers(self, headers: HeadersLike, *, now: float | None = None) -> None:

@@ -64,12 +64,14 @@ class Stripe(TimestampedProfile):
         ValueError: no secret, an empty secret, or a tolerance that is 0,
             None or negative (stripe-python would silently disable the check).
 
-    Only ``v1`` signatures count; at most 8 ``v1`` values may be present (more
-    is malformed). The ``dedupe_key`` is ``"{t}.{id}"``, where ``id`` (32 hex
-    digits) is a one-way hash of the MAC of ``{t}.{body}`` under one of the
-    configured secrets, always the same one: it names the signed delivery,
-    whichever ``v1`` matched, in whatever order, under whichever secret, with
-    or without other ``v1``/``v0`` values. Stripe re-signs each retry with a
+    Only ``t`` and ``v1`` items are read; any other item (``v0``, a scheme
+    Stripe may add, an empty one) is ignored, as Stripe's libraries do. At
+    most 8 ``v1`` values may be present (more is malformed). The
+    ``dedupe_key`` is ``"{t}.{id}"``, where ``id`` (32 hex digits) is a
+    one-way hash of the MAC of ``{t}.{body}`` under one of the configured
+    secrets, always the same one: it names the signed delivery, whichever
+    ``v1`` matched, in whatever order, under whichever secret, with or
+    without other ``v1``/``v0`` values. Stripe re-signs each retry with a
     new ``t``, so it catches a captured request replayed inside the window,
     not a retry; deduplicate retries on the event's ``id`` in the app.
     """
@@ -97,28 +99,32 @@ class Stripe(TimestampedProfile):
         others: set[str] = set()
         for item in value.split(","):
             name, equals, text = item.strip(" ").partition("=")
-            if not equals or not text or _SCHEME.fullmatch(name) is None:
-                raise MalformedSignature(f"{_TITLE} has an item that is not 'name=value'")
+            if name != "t" and name != "v1":  # noqa: PLR1714
+                # Other schemes (v0, a future one, an empty item) are ignored,
+                # as Stripe's own libraries do: only t and v1 are read.
+                if _SCHEME.fullmatch(name) is not None:
+                    others.add(name)
+                continue
+            if not equals or not text:
+                raise MalformedSignature(f"{_TITLE} has a {name} item that is not '{name}=value'")
             if name == "t":
                 if t_text is not None and text != t_text:
                     raise MalformedSignature(f"{_TITLE} has two different t= values")
                 read_timestamp(text, f"{_TITLE} t=")
                 t_text = text
-            elif name == "v1":
+            else:
                 if len(candidates) == MAX_ENTRIES:
                     raise MalformedSignature(f"{_TITLE} has more than {MAX_ENTRIES} v1 values")
                 candidates.append(decode_hex(text, 32, f"a v1 value of {_TITLE}"))
-            else:
-                others.add(name)
         if t_text is None:
             raise MalformedSignature(f"{_TITLE} has no t= timestamp")
         if not candidates:
             raise InvalidSignature(
                 f"{_TITLE} has no v1 signature (other schemes are ignored); present: "
-                + ", ".join(sorted(others))
+                + (", ".join(sorted(others)) or "none")
             )
         timestamp = int(t_text)
-        check_window(timestamp, clock_now(self._clock, now), self.tolerance, f"{_TITLE} t=")
+        check_window(timestamp, clock_now(self.clock, now), self.tolerance, f"{_TITLE} t=")
         return t_text, timestamp, candidates
 
     def check_headers(self, headers: HeadersLike, *, now: float | None = None) -> None:
