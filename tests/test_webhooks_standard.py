@@ -548,3 +548,20 @@ def test_non_utf8_body_verifies_on_raw_bytes(body: bytes) -> None:
     with pytest.raises(VerificationError) as info:
         profile.verify(sw_sign(SECRET, body, NOW), body + b"!", now=NOW)
     assert info.value.reason == "invalid_signature"
+
+
+@pytest.mark.parametrize("make", ["standard", "stripe", "slack"])
+def test_threat_T4_a_tolerance_over_15_minutes_needs_an_explicit_override(make: str) -> None:
+    """tolerance=10**9 (a window of decades) was accepted, with a dedupe_ttl to match:
+    over 900 s is refused unless allow_long_tolerance=True, as the core's max_age is."""
+    from hmacguard.webhooks import Slack  # noqa: PLC0415  (this test only)
+
+    profile: Any = {"standard": StandardWebhooks, "stripe": Stripe, "slack": Slack}[make]
+    secret = SECRET if make == "standard" else "whsec_or_slack_signing_secret_0123"
+    assert profile(secret, tolerance=900).tolerance == 900
+    for too_long in (901, 3_600, 10**9):
+        with pytest.raises(ValueError, match="allow_long_tolerance=True"):
+            profile(secret, tolerance=too_long)
+    long = profile(secret, tolerance=3_600, allow_long_tolerance=True)
+    assert long.tolerance == 3_600
+    assert long.dedupe_ttl == 2 * 3_600 + 60

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "MAX_ENTRIES",
     "MAX_HEADER_CHARS",
+    "MAX_TOLERANCE",
     "VerifiedWebhook",
     "WebhookProfile",
 ]
@@ -105,9 +106,22 @@ def positive(what: str, value: object, *, integer: bool = False) -> float:
     return value
 
 
-def check_tolerance(tolerance: object) -> float:
-    """Validate a freshness window: 0, None or negative would disable it (THREATS W1)."""
-    return positive("tolerance", tolerance)
+#: A window longer than this (15 minutes, as the core's ``max_age``) needs
+#: ``allow_long_tolerance=True``: it widens the span a captured delivery replays in.
+MAX_TOLERANCE = 900
+
+
+def check_tolerance(tolerance: object, allow_long: bool = False) -> float:
+    """Validate a freshness window: 0, None or negative would disable it (THREATS
+    W1), and one over ``MAX_TOLERANCE`` needs ``allow_long`` (THREATS T4)."""
+    seconds = positive("tolerance", tolerance)
+    if seconds > MAX_TOLERANCE and not allow_long:
+        raise ValueError(
+            f"tolerance={seconds:g} is longer than {MAX_TOLERANCE} s, which widens the "
+            "window a captured delivery can be replayed in; pass allow_long_tolerance=True "
+            "if you mean it"
+        )
+    return seconds
 
 
 def secret_list(value: object, what: str) -> list[object]:
@@ -164,11 +178,17 @@ class TimestampedProfile:
     own clock keeps it.
     """
 
-    def __init__(self, macs: tuple[Mac, ...], tolerance: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        macs: tuple[Mac, ...],
+        tolerance: float,
+        clock: Callable[[], float],
+        allow_long_tolerance: bool = False,
+    ) -> None:
         self._macs = macs
         # The secret that names messages: fixed by the set of secrets, not by their order.
         self._id_index = min(range(len(macs)), key=lambda index: macs[index].fingerprint)
-        self.tolerance = check_tolerance(tolerance)
+        self.tolerance = check_tolerance(tolerance, bool(allow_long_tolerance))
         self.max_body_size: int | None = None
         self.dedupe_ttl: float = 2 * self.tolerance + 60
         self.clock = clock

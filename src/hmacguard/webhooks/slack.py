@@ -58,10 +58,11 @@ class Slack(TimestampedProfile):
         tolerance: seconds the request timestamp may be away from now, in
             either direction (default 300, as Slack advises).
         clock: the wall clock, used when ``verify`` gets no ``now``.
+        allow_long_tolerance: accept a ``tolerance`` above 900 seconds.
 
     Raises:
-        ValueError: no secret, an empty one, or a tolerance that is 0, None
-            or negative.
+        ValueError: no secret, an empty one, or a tolerance that is 0, None,
+            negative, or over 900 s without ``allow_long_tolerance``.
 
     Deduplication (THREATS W4): Slack re-signs its retries (``X-Slack-Retry-Num``)
     with a new timestamp, so for an Events API callback (a JSON body up to
@@ -84,11 +85,12 @@ class Slack(TimestampedProfile):
         *,
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
+        allow_long_tolerance: bool = False,
     ) -> None:
         macs = tuple(
             Mac(_slack_secret(secret)) for secret in secret_list(signing_secret, "signing secret")
         )
-        super().__init__(macs, tolerance, clock)
+        super().__init__(macs, tolerance, clock, allow_long_tolerance)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, int, bytes]:
         grouped = collect(headers)

@@ -86,10 +86,12 @@ class StandardWebhooks(TimestampedProfile):
         tolerance: seconds a ``webhook-timestamp`` may be away from now, in
             either direction (default 300, as the spec advises).
         clock: the wall clock, used when ``verify`` gets no ``now``.
+        allow_long_tolerance: accept a ``tolerance`` above 900 seconds.
 
     Raises:
         ValueError: no secret, a secret that is not base64 of 24-64 bytes, or
-            a tolerance that is 0, None or negative.
+            a tolerance that is 0, None, negative, or over 900 s without
+            ``allow_long_tolerance``.
 
     ``webhook-signature`` may list at most 8 entries (more is malformed);
     entries of versions other than ``v1`` are ignored, but a request with no
@@ -108,11 +110,12 @@ class StandardWebhooks(TimestampedProfile):
         *,
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
+        allow_long_tolerance: bool = False,
     ) -> None:
         macs = tuple(
             Mac(decode_whsec(secret)) for secret in secret_list(secret_or_secrets, "secret")
         )
-        super().__init__(macs, tolerance, clock)
+        super().__init__(macs, tolerance, clock, allow_long_tolerance)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, str, int, list[bytes]]:
         grouped = collect(headers)

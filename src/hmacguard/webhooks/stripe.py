@@ -59,10 +59,12 @@ class Stripe(TimestampedProfile):
         tolerance: seconds ``t`` may be away from now, in **both** directions
             (default 300; stripe-python only rejects old timestamps).
         clock: the wall clock, used when ``verify`` gets no ``now``.
+        allow_long_tolerance: accept a ``tolerance`` above 900 seconds.
 
     Raises:
         ValueError: no secret, an empty secret, or a tolerance that is 0,
-            None or negative (stripe-python would silently disable the check).
+            None or negative (stripe-python would silently disable the check),
+            or over 900 s without ``allow_long_tolerance``.
 
     Only ``t`` and ``v1`` items are read; any other item (``v0``, a scheme
     Stripe may add, an empty one) is ignored, as Stripe's libraries do. At
@@ -84,11 +86,12 @@ class Stripe(TimestampedProfile):
         *,
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = default_clock,
+        allow_long_tolerance: bool = False,
     ) -> None:
         macs = tuple(
             Mac(_stripe_secret(secret)) for secret in secret_list(secret_or_secrets, "secret")
         )
-        super().__init__(macs, tolerance, clock)
+        super().__init__(macs, tolerance, clock, allow_long_tolerance)
 
     def _parse(self, headers: HeadersLike, now: float | None) -> tuple[str, int, list[bytes]]:
         value = read_header(collect(headers), _HEADER, _TITLE)
