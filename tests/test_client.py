@@ -267,6 +267,28 @@ def test_threat_K3_short_key_is_a_value_error_at_construction(
         assert secret.decode() not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("secret_text", "algorithm"),
+    [
+        (base64.b64encode(b"\xfb\xef" * 16).decode(), None),
+        (base64.urlsafe_b64encode(b"\xfb\xef" * 16).decode().rstrip("="), None),
+        (base64.b64encode(bytes(range(64))).decode(), "hmac-sha512"),
+        ("aHVudGVyMg", None),  # a weak secret, shorter than a key id could be
+    ],
+    ids=["base64", "urlsafe", "sha512", "weak"],
+)
+def test_swapped_key_id_and_secret_never_show_the_secret(
+    secret_text: str, algorithm: str | None
+) -> None:
+    """HMACAuth(secret, "client-1") is refused without the secret (given as the key id)
+    in the message or the repr; a secret-length key id asks whether they were swapped."""
+    with pytest.raises(ValueError, match="needs at least") as caught:
+        HMACAuth(secret_text, "client-1", algorithm=algorithm)
+    shown = str(caught.value) + repr(caught.value) + repr(caught.value.__context__)
+    assert secret_text not in shown
+    assert ("did you swap key_id and secret?" in shown) == (len(secret_text) >= 43)
+
+
 def test_hmac_sha512_key_signs_for_a_sha512_verifier() -> None:
     """algorithm= picks the key's algorithm; a verifier holding that key accepts it."""
     secret = bytes(range(64))
@@ -607,6 +629,70 @@ def test_round_trip_sync_client_every_body_kind(method: str, body: str) -> None:
     seen = protected.echo.seen[-1]
     assert (seen["method"], seen["raw_path"], seen["query"]) == (method, "/t/sync%20path", "x=1")
     assert seen["sha256"] == hashlib.sha256(response.request.content).hexdigest()
+
+
+def _sync_stream(chunks: list[bytes]) -> Iterator[bytes]:
+    yield from chunks
+
+
+async def _async_stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+STREAMS = {
+    "yields-nothing": [],
+    "yields-empty-bytes": [b"", b""],
+    "yields-bytes": [b"ab", b"", b"c"],
+}
+
+
+def _check_sent_with_a_length(sent: httpx.Request, chunks: list[bytes]) -> None:
+    """The request went out framed by the length of the bytes signed, not chunked."""
+    assert "transfer-encoding" not in sent.headers
+    assert sent.headers["content-length"] == str(len(b"".join(chunks)))
+    assert ("content-digest" in sent.headers) == any(chunks)
+
+
+@pytest.mark.parametrize("stream", list(STREAMS))
+def test_sync_client_streamed_body_empty_or_not_is_accepted(stream: str) -> None:
+    """A generator body, even one yielding nothing or only b"", goes out with a Content-Length
+    and passes the middleware (chunked and empty, it was refused: insufficient_coverage)."""
+    protected = protect()
+    with sync_client(protected.middleware, auth=make_auth()) as client:
+        response = client.post("/t/up", content=_sync_stream(STREAMS[stream]))
+    assert response.status_code == 200, response.text
+    _check_sent_with_a_length(response.request, STREAMS[stream])
+    assert (
+        protected.echo.seen[-1]["sha256"] == hashlib.sha256(b"".join(STREAMS[stream])).hexdigest()
+    )
+
+
+@pytest.mark.parametrize("stream", list(STREAMS))
+async def test_async_client_streamed_body_empty_or_not_is_accepted(stream: str) -> None:
+    """An async generator body, even an empty one, goes out with a Content-Length and passes."""
+    protected = protect()
+    async with protected.client(auth=make_auth()) as client:
+        response = await client.put("/t/up", content=_async_stream(STREAMS[stream]))
+    assert response.status_code == 200, response.text
+    _check_sent_with_a_length(response.request, STREAMS[stream])
+    assert (
+        protected.echo.seen[-1]["sha256"] == hashlib.sha256(b"".join(STREAMS[stream])).hexdigest()
+    )
+
+
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "X-Method-Override", "X-HTTP-Method"])
+@pytest.mark.parametrize("body", [{}, {"json": {"a": 1}}], ids=["no-body", "json"])
+async def test_threat_U6_method_override_header_is_signed_by_default(
+    name: str, body: dict[str, Any]
+) -> None:
+    """A method-override header is covered by the default components, so the middleware
+    (which refuses one left unsigned) accepts the request."""
+    protected = protect()
+    async with protected.client(auth=make_auth()) as client:
+        response = await client.post("/t", headers={name: "DELETE"}, **body)
+    assert response.status_code == 200, response.text
+    assert f'"{name.lower()}"' in response.request.headers["signature-input"]
 
 
 # -- redirects -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ it receives. The same adapter over a real socket is in ``tests/test_client_uvico
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import json
@@ -42,9 +43,10 @@ def make_auth(**options: Any) -> HMACAuth:
 
 
 def wire_host(url: str) -> str:
-    """The Host header urllib3 sends for ``url``: host, and the port unless the default."""
+    """The Host header urllib3 sends for ``url``: host (less trailing dots), and the port
+    unless the default."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if ":" in host:
         host = f"[{host}]"
     default = {"http": 80, "https": 443}[parts.scheme]
@@ -152,6 +154,51 @@ def test_userinfo_in_the_url_is_not_part_of_the_authority() -> None:
     """user:pass@ in the URL is not sent in Host, so the signed authority leaves it out."""
     prepared = requests.Request("GET", "http://u:p@api.example/t", auth=make_auth()).prepare()
     assert verify(prepared).key_id == "client-1"
+
+
+@pytest.mark.parametrize(
+    ("url", "as_sent"),
+    [
+        ("http://api.example./t", "http://api.example/t"),
+        ("http://API.Example.:8080/t?q=1", "http://api.example:8080/t?q=1"),
+        ("http://u:p@api.example.:81/t", "http://api.example:81/t"),
+        ("http://[::1]:8080/t", "http://[::1]:8080/t"),
+    ],
+)
+def test_trailing_dot_host_is_signed_as_urllib3_sends_it(url: str, as_sent: str) -> None:
+    """urllib3 sends Host without a host name's trailing dot, so that is the authority signed."""
+    prepared = requests.Request("GET", url, auth=make_auth()).prepare()
+    headers = list(prepared.headers.items())
+    verified = Verifier(KEYS).verify("GET", as_sent, headers, now=NOW)
+    assert verified.key_id == "client-1"
+
+
+def test_trailing_dot_host_round_trip_through_the_middleware() -> None:
+    """A request to http://api.example./t is accepted by the middleware behind that Host."""
+    origins = TwoOrigins()
+    session, _ = session_for(origins, make_auth())
+    response = session.post("http://api.example./t/x", data=BODY)
+    assert response.status_code == 200, response.text
+    assert origins.echo.seen[-1]["raw_path"] == "/t/x"
+
+
+@pytest.mark.parametrize(
+    "secret_text",
+    [
+        base64.b64encode(b"\xfb\xef" * 16).decode(),
+        base64.urlsafe_b64encode(b"\xfb\xef" * 16).decode().rstrip("="),
+        "aHVudGVyMg",  # a weak secret, shorter than a key id could be
+    ],
+    ids=["base64", "urlsafe", "weak"],
+)
+def test_swapped_key_id_and_secret_never_show_the_secret(secret_text: str) -> None:
+    """HMACAuth(secret, "client-1") is refused without the secret (given as the key id)
+    in the message or the repr; a secret-length key id asks whether they were swapped."""
+    with pytest.raises(ValueError, match="needs at least") as caught:
+        HMACAuth(secret_text, "client-1")
+    shown = str(caught.value) + repr(caught.value) + repr(caught.value.__context__)
+    assert secret_text not in shown
+    assert ("did you swap key_id and secret?" in shown) == (len(secret_text) >= 43)
 
 
 def test_generator_body_is_read_once_and_sent_as_bytes_with_a_length() -> None:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import importlib.util
 import io
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ import requests
 from asgi_helpers import logged_reasons
 from hmacguard import HMACAuth
 from hmacguard.requests import HMACAuth as RequestsHMACAuth
+from local_server import HOST
 from uvicorn_server import UvicornServer
 
 KEY_ID = "client-1"
@@ -146,6 +148,45 @@ async def test_httpx_async_round_trip_every_method_and_body_kind(
         check_echo(response.json(), method, "/t/b;c=d", "q=a+b", response.request.content)
 
 
+STREAMS = {"yields-nothing": [], "yields-empty-bytes": [b""], "yields-bytes": [b"ab", b"c"]}
+
+
+def check_framed_by_length(echo: dict[str, Any], chunks: list[bytes]) -> None:
+    """The server got the body framed by its Content-Length, not chunked, and all of it."""
+    headers = dict(echo["headers"])
+    assert "transfer-encoding" not in headers
+    assert headers["content-length"] == str(len(b"".join(chunks)))
+    assert echo["length"] == len(b"".join(chunks))
+
+
+@pytest.mark.parametrize("stream", list(STREAMS))
+def test_httpx_sync_streamed_body_empty_or_not_goes_out_with_a_length(
+    server: UvicornServer, stream: str
+) -> None:
+    """A generator body, even an empty one, crosses the wire with Content-Length and verifies."""
+    with httpx.Client(base_url=server.url, auth=HMACAuth(KEY_ID, SECRET), timeout=TIMEOUT) as c:
+        response = c.post("/t/up", content=iter(STREAMS[stream]))
+    assert response.status_code == 200, response.text
+    check_framed_by_length(response.json(), STREAMS[stream])
+
+
+@pytest.mark.parametrize("stream", list(STREAMS))
+async def test_httpx_async_streamed_body_empty_or_not_goes_out_with_a_length(
+    server: UvicornServer, stream: str
+) -> None:
+    """An async generator body, even an empty one, crosses with Content-Length and verifies."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in STREAMS[stream]:
+            yield chunk
+
+    auth = HMACAuth(KEY_ID, SECRET)
+    async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
+        response = await client.put("/t/up", content=chunks())
+    assert response.status_code == 200, response.text
+    check_framed_by_length(response.json(), STREAMS[stream])
+
+
 TARGETS = [
     ("/t/a b", "/t/a%20b", ""),
     ("/t/café/ü", "/t/caf%C3%A9/%C3%BC", ""),
@@ -242,6 +283,25 @@ def test_threat_U1_U2_requests_targets_verify_over_the_wire(
         response = session.post(server.url + target, data=BODY, timeout=TIMEOUT)
     assert response.status_code == 200, response.text
     check_echo(response.json(), "POST", raw_path, query, BODY)
+
+
+def test_requests_trailing_dot_host_verifies_over_the_wire(
+    server: UvicornServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http://api.example.:port/ (resolved here to 127.0.0.1) is signed for the Host urllib3
+    sends, without the dot, and the server accepts it."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(HOST if host == "api.example." else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment: urllib3 connects itself
+        session.auth = RequestsHMACAuth(KEY_ID, SECRET)
+        response = session.get(f"http://api.example.:{server.port}/t/x", timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert dict(response.json()["headers"])["host"] == f"api.example:{server.port}"
 
 
 def test_requests_10_mib_body_and_replay(server: UvicornServer) -> None:

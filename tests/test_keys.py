@@ -8,12 +8,14 @@ import hashlib
 import hmac
 import pickle
 import re
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from hmacguard import MIN_KEY_BYTES, HMACKey, KeyLookupFailed, Keyring
+from hmacguard import MIN_KEY_BYTES, HMACKey, KeyLookupFailed, Keyring, Verifier
+from hmacguard._client import make_signer
 
 SECRET = b"\xfb\xff\xbf" * 10 + b"\xfb\xff"  # 32 bytes whose base64 uses "+", "/" and "="
 STANDARD = base64.b64encode(SECRET).decode()
@@ -254,6 +256,56 @@ def test_keyring_mapping_with_short_secret() -> None:
     """A short secret in a mapping is refused when the keyring is built."""
     with pytest.raises(ValueError, match="at least 32"):
         Keyring({"a": b"k" * 32, "b": b"short"})
+
+
+def test_keyring_mapping_error_names_the_entry_by_position() -> None:
+    """An error about one entry of a {key_id: secret} mapping says which entry, by position."""
+    with pytest.raises(
+        ValueError, match=r"^keys, entry 2: the secret \(given with a key id of 1 ch"
+    ):
+        Keyring({"a": b"k" * 32, "b": b"short", "c": b"k" * 32})
+    with pytest.raises(TypeError, match=r"^keys, entry 1: a secret is bytes or base64 text, not"):
+        Keyring({"a": 42})  # type: ignore[dict-item]
+
+
+# The secret texts a swapped call passes as the key id: base64 (standard, padded),
+# URL-safe unpadded, 64 bytes for hmac-sha512, and a weak secret as short as a key id.
+SWAPPED = [
+    (STANDARD, "hmac-sha256"),
+    (URLSAFE.rstrip("="), "hmac-sha256"),
+    (base64.b64encode(bytes(range(64))).decode(), "hmac-sha512"),
+    ("aHVudGVyMg", "hmac-sha256"),
+]
+
+
+def _make_signer(key_id: str, secret: str, algorithm: str) -> object:
+    return make_signer(key_id, secret, None, algorithm, {})
+
+
+def _keyring(key_id: str, secret: str, algorithm: str) -> object:
+    return Keyring({"client-2": b"q" * 64, key_id: secret})
+
+
+def _verifier(key_id: str, secret: str, algorithm: str) -> object:
+    return Verifier({key_id: secret})
+
+
+@pytest.mark.parametrize("make", [HMACKey, _make_signer, _keyring, _verifier])
+@pytest.mark.parametrize(
+    ("secret_text", "algorithm"), SWAPPED, ids=["base64", "urlsafe", "sha512", "weak"]
+)
+@pytest.mark.parametrize("given_as_secret", ["client-1", "c1", "client_1.key"])
+def test_swapped_key_id_and_secret_never_show_the_secret(
+    make: Any, secret_text: str, algorithm: str, given_as_secret: str
+) -> None:
+    """HMACKey(secret, "client-1") and every entry point built on it (make_signer, a
+    Keyring or Verifier mapping) refuse the swap without quoting the key id, which is the
+    secret; a key id as long as a secret asks whether the two were swapped."""
+    with pytest.raises(ValueError, match=r"needs at least|base64") as caught:
+        make(secret_text, given_as_secret, algorithm)
+    shown = texts_of(caught.value) + "".join(traceback.format_exception(caught.value))
+    assert secret_text not in shown
+    assert ("did you swap key_id and secret?" in shown) == (len(secret_text) >= 43)
 
 
 def test_keyring_from_list_and_generator() -> None:

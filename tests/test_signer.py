@@ -18,6 +18,8 @@ from hmacguard import (
     Signer,
     VerificationError,
     Verifier,
+    _middleware,
+    _signer,
     make_content_digest,
 )
 from hmacguard._structured_fields import parse_dictionary
@@ -90,6 +92,27 @@ def test_empty_body_counts_as_no_body() -> None:
     """b"" gets the same default components as None."""
     assert members(sign(None, b""))[0] == list(BASE4)
     assert "Content-Digest" not in sign(None, b"")
+
+
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "X-Method-Override", "X-HTTP-Method"])
+@pytest.mark.parametrize("body", [None, BODY])
+def test_threat_U6_default_components_cover_a_method_override_header(
+    name: str, body: bytes | None
+) -> None:
+    """A method-override header the request has is covered by default, after the four, body
+    or not (the middleware refuses one left uncovered)."""
+    headers = {name: "DELETE", "Content-Type": "application/json"}
+    signed = sign(headers, body, method="POST")
+    body_part = ["content-type", "content-digest"] if body else []
+    assert members(signed)[0] == [*BASE4, name.lower(), *body_part]
+    assert round_trip(signed, headers, body, method="POST").components[4] == name.lower()
+
+
+def test_threat_U6_default_components_cover_every_override_in_the_middlewares_order() -> None:
+    """Two override headers are both covered; the names are the middleware's own list."""
+    assert _signer._METHOD_OVERRIDES == _middleware._METHOD_OVERRIDES
+    headers = {"x-http-method": "PUT", "x-http-method-override": "DELETE"}
+    assert members(sign(headers))[0] == [*BASE4, "x-http-method-override", "x-http-method"]
 
 
 def test_default_components_marker_repr() -> None:

@@ -47,7 +47,8 @@ class HMACAuth(SigningAuth, httpx.Auth):
     (percent-encoded) path and query, ``Content-Type`` when there is a body,
     and a ``Content-Digest`` of the exact body bytes. Any body httpx accepts works
     (``content=``, ``json=``, ``data=``, ``files=``, iterators): httpx reads
-    it once, before signing, and sends those bytes.
+    it once, before signing, and sends those bytes; a streamed body goes out
+    with a ``Content-Length`` instead of ``Transfer-Encoding: chunked``.
 
     Args:
         key_id: the key id the server knows the secret by.
@@ -110,11 +111,13 @@ class HMACAuth(SigningAuth, httpx.Auth):
         """Sign ``request`` in place, replacing an earlier signature, and return the fields set.
 
         The body must have been read (``request.read()``); the auth flow does
-        this through ``requires_request_body``.
+        this through ``requires_request_body``. A ``Transfer-Encoding`` header
+        is replaced by the ``Content-Length`` of the bytes read.
         """
         earlier = _record(request)
         if earlier is not None:
             remove_fields(request.headers, earlier.fields)
+        body = _frame_by_length(request)
         url = request.url
         # The Host header is what the server sees; httpx sets it from the URL
         # unless the caller set one. raw_path is the target as sent:
@@ -127,7 +130,7 @@ class HMACAuth(SigningAuth, httpx.Auth):
             host,
             url.raw_path,
             request.headers.raw,
-            request.content,
+            body,
         )
         for name, value in fields.items():
             request.headers[name] = value
@@ -188,6 +191,24 @@ class HMACAuth(SigningAuth, httpx.Auth):
     async def astrip_foreign_signatures(request: httpx.Request) -> None:
         """:meth:`strip_foreign_signatures` for an ``AsyncClient``'s ``event_hooks``."""
         HMACAuth.strip_foreign_signatures(request)
+
+
+def _frame_by_length(request: httpx.Request) -> bytes:
+    """Return the read body, and make it go out with a ``Content-Length``, not chunked.
+
+    httpx frames a generator body with ``Transfer-Encoding: chunked``. Once the
+    body is read into memory to sign it, the bytes are known: send them with
+    their length, as the requests adapter does. Otherwise an empty stream goes
+    out chunked: the signer covers no body (there is none to digest), but a
+    server counts a chunked request as one with a body and requires
+    ``content-digest`` (SignatureMiddleware answers 401 insufficient_coverage).
+    httpcore frames the body by the ``Content-Length`` header it is given.
+    """
+    body = request.content
+    if "Transfer-Encoding" in request.headers:
+        del request.headers["Transfer-Encoding"]
+        request.headers["Content-Length"] = str(len(body))
+    return body
 
 
 def _warn_if_client_followed(

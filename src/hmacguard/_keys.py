@@ -36,6 +36,9 @@ _HEX_TEXT = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
 # Bytes that are printable text and a line end: a key file read with read_bytes().
 # 32 random bytes have this form about once in 10**16.
 _TEXT_LINE = re.compile(rb"[\x21-\x7e]+\r?\n")
+# The shortest text a valid secret has: 32 bytes in base64 without padding.
+# A key id this long may be a secret passed in its place.
+_SECRET_TEXT_CHARS = 43
 # Domain separation for HMACKey.fingerprint: never the plain hash of a secret.
 _FINGERPRINT_PREFIX = b"hmacguard key fingerprint v1\0"
 
@@ -119,6 +122,20 @@ def check_id(what: str, value: object) -> str:
     return value
 
 
+def _swap_hint(key_id: str) -> str:
+    """The end of an error about a secret: a question when the key id may be the secret.
+
+    ``HMACKey(secret_text, "client-1")`` passes check_id (base64 is printable
+    ASCII) and fails on "client-1" as the secret; the error must then name the
+    mistake without quoting the key id, which is the real secret.
+    """
+    if len(key_id) < _SECRET_TEXT_CHARS:
+        return ""
+    return (
+        f"; a key id of {len(key_id)} characters may be a secret: did you swap key_id and secret?"
+    )
+
+
 def _keyed_states(secret: bytes, hash_name: str) -> tuple[hashlib._Hash, hashlib._Hash]:
     """The inner and outer hash states of HMAC (RFC 2104 §2) after the padded key."""
     block = hashlib.new(hash_name).block_size
@@ -159,12 +176,17 @@ class HMACKey:
     ) -> None:
         self.key_id: str = check_id("key_id", key_id)
         self.alg: HMACAlgorithm = get_algorithm(algorithm)
-        raw = decode_secret(secret)
+        try:
+            raw = decode_secret(secret)
+        except ValueError as exc:
+            raise ValueError(f"{exc}{_swap_hint(key_id)}") from None
         minimum = self.alg.min_key_bytes
         if len(raw) < minimum:
+            # The key id is not quoted: with the arguments swapped it is the secret.
             raise ValueError(
-                f"the secret for key {key_id!r} is {len(raw)} bytes; {self.alg.name} needs "
-                f"at least {minimum} random bytes (secrets.token_bytes({minimum}))"
+                f"the secret (given with a key id of {len(key_id)} characters) is {len(raw)} "
+                f"bytes; {self.alg.name} needs at least {minimum} random bytes "
+                f"(secrets.token_bytes({minimum})){_swap_hint(key_id)}"
             )
         self._secret = raw
         # RFC 2104 §2: HMAC(K, m) = H(K ^ opad || H(K ^ ipad || m)). The two
@@ -231,6 +253,22 @@ class HMACKey:
         raise TypeError("HMACKey holds a secret and is not picklable")
 
 
+def _mapped_key(
+    position: int, key_id: str, secret: bytes | bytearray | memoryview | str
+) -> HMACKey:
+    """The HMACKey of one ``{key_id: secret}`` entry; an error says which entry.
+
+    HMACKey's errors never quote the key id (it may be a secret passed in its
+    place), so the entry's position is what finds it in the mapping.
+    """
+    try:
+        return HMACKey(key_id, secret)
+    except ValueError as exc:
+        raise ValueError(f"keys, entry {position}: {exc}") from None
+    except TypeError as exc:
+        raise TypeError(f"keys, entry {position}: {exc}") from None
+
+
 class Keyring:
     """Resolves a key id to an :class:`HMACKey` for a verifier.
 
@@ -253,8 +291,8 @@ class Keyring:
             raise TypeError("keys must be a mapping, a list of HMACKey or a callable")
         if isinstance(keys, Mapping):
             self._keys = {}
-            for key_id, value in keys.items():
-                key = value if isinstance(value, HMACKey) else HMACKey(key_id, value)
+            for position, (key_id, value) in enumerate(keys.items(), 1):
+                key = value if isinstance(value, HMACKey) else _mapped_key(position, key_id, value)
                 if key.key_id != key_id:
                     raise ValueError(f"mapping key {key_id!r} holds HMACKey {key.key_id!r}")
                 self._keys[key_id] = key

@@ -27,14 +27,21 @@ class _Default:
         return "DEFAULT_COMPONENTS"
 
 
-#: The default covered components: ``@method @authority @path @query``; when
-#: the body is not empty, also ``content-digest`` and (if the request has that
-#: header) ``content-type``.
+#: The default covered components: ``@method @authority @path @query``, and
+#: any method-override header the request has (``x-http-method-override``,
+#: ``x-method-override``, ``x-http-method``); when the body is not empty, also
+#: ``content-digest`` and (if the request has that header) ``content-type``.
 DEFAULT_COMPONENTS: Final = _Default()
 
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
 _CONTENT_TYPE = component_from_spec("content-type")
 _CONTENT_DIGEST = component_from_spec("content-digest")
+# The headers frameworks honour to change the method an app acts on: the
+# middleware refuses one the signature does not cover (THREATS U6), so the
+# default covers each the request carries. The same names, in the same order,
+# as the middleware's _METHOD_OVERRIDES (a test keeps them equal).
+_METHOD_OVERRIDES: Final = ("x-http-method-override", "x-method-override", "x-http-method")
+_OVERRIDES = tuple(component_from_spec(name) for name in _METHOD_OVERRIDES)
 
 
 # What cannot be sent as it is in a request's URL: a space, a control character or a
@@ -81,6 +88,26 @@ def _check_url(url: str | bytes) -> None:
         f"url[{index}] is {what}, in the {part}, which cannot be sent as it is: {fix}, "
         "and sign the URL exactly as it is sent"
     )
+
+
+def _default_components(headers: Mapping[str, list[str]], has_body: bool) -> tuple[Component, ...]:
+    """The components ``DEFAULT_COMPONENTS`` stands for, for a request with these headers.
+
+    Each is what ``SignatureMiddleware`` requires by default of such a request,
+    so a client on the defaults is never refused for ``insufficient_coverage``.
+    """
+    components = _BASE
+    if (
+        "x-http-method-override" in headers
+        or "x-method-override" in headers
+        or "x-http-method" in headers
+    ):  # rare: three lookups rather than a loop over _OVERRIDES on every request
+        components += tuple(c for c in _OVERRIDES if c.name in headers)
+    if has_body:
+        if "content-type" in headers:
+            components += (_CONTENT_TYPE,)
+        components += (_CONTENT_DIGEST,)
+    return components
 
 
 def _random_nonce() -> str:
@@ -228,13 +255,7 @@ class Signer:
         data = b"" if body is None else bytes(body)
         components = self._components
         if components is None:
-            components = _BASE
-            if data:
-                components = (
-                    (*_BASE, _CONTENT_TYPE, _CONTENT_DIGEST)
-                    if "content-type" in message.headers
-                    else (*_BASE, _CONTENT_DIGEST)
-                )
+            components = _default_components(message.headers, bool(data))
         added: dict[str, str] = {}
         if any(c.name == "content-digest" for c in components):
             value = make_content_digest(data, self._digest)

@@ -94,10 +94,10 @@ class HMACAuth(SigningAuth, AuthBase):
         body = _read_body(r)
         method = r.method or "GET"
         url = r.url or ""
-        # The Host urllib3 sends: the URL's host[:port], unless the caller set
-        # one; path_url is the target it sends (the path and ?query of r.url).
+        # The Host urllib3 sends, unless the caller set one; path_url is the
+        # target it sends (the path and ?query of r.url).
         parts = urllib.parse.urlsplit(url)
-        host = r.headers.get("Host") or parts.netloc.rpartition("@")[2]
+        host = r.headers.get("Host") or _wire_host(parts.netloc)
         headers = [(name, _text(value)) for name, value in r.headers.items()]
         fields = sign_request(
             self._signer, method, parts.scheme, _text(host), r.path_url, headers, body
@@ -175,6 +175,23 @@ def _not_prepared(r: object) -> NoReturn:
 
 def _origin(r: PreparedRequest) -> object:
     return origin(r.url or "")
+
+
+def _wire_host(netloc: str) -> str:
+    """The ``Host`` urllib3 sends for a URL's netloc: ``host[:port]``, host without trailing dots.
+
+    urllib3's ``HTTPConnection.host`` is ``_dns_host.rstrip(".")``: it resolves
+    ``api.example.`` as written but sends ``Host: api.example`` (and SNI
+    without the dot), and http.client builds ``Host`` from that. Signing the
+    dotted name would sign an ``@authority`` the server never sees. (A default
+    port urllib3 leaves out is no matter: ``@authority`` drops it on both ends.)
+    Through a proxy urllib3 keeps the dot instead: set ``Host`` there.
+    """
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):  # an IPv6 literal never ends in a dot
+        return hostport
+    host, colon, port = hostport.partition(":")
+    return host.rstrip(".") + colon + port
 
 
 def _text(value: str | bytes) -> str:
