@@ -14,7 +14,9 @@ URL = "https://api.example/v1/payments?to=bob"
 
 
 def main() -> None:
-    """Sign one POST, then verify it and five altered copies of it."""
+    """Sign one POST and verify it, then six requests that must be rejected: three
+    altered copies (body, query, method), one signed an hour ago, one signed with
+    another key and one with no signature."""
     secret = secrets.token_bytes(32)
     signer = Signer(HMACKey("client-1", secret))
     verifier = Verifier({"client-1": secret})

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import hmacguard
+from hmacguard import RedirectWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 # Frameworks and clients the core must never import (THREATS/DESIGN: the core is stdlib only).
@@ -55,6 +56,11 @@ def test_every_exported_name_is_importable() -> None:
     namespace: dict[str, object] = {}
     exec("from hmacguard import *", namespace)  # noqa: S102  (the star import is the test)
     assert set(hmacguard.__all__) <= set(namespace)
+
+
+def test_redirect_warning_is_exported_as_a_user_warning() -> None:
+    """``RedirectWarning``, which docs/client.md names, comes from ``hmacguard`` itself."""
+    assert issubclass(RedirectWarning, UserWarning)
 
 
 def test_pep561_py_typed_ships() -> None:

@@ -15,6 +15,7 @@ import importlib
 import typing
 
 from ._algorithms import MIN_KEY_BYTES as MIN_KEY_BYTES
+from ._client import RedirectWarning as RedirectWarning
 from ._content_digest import DigestVerifier as DigestVerifier
 from ._content_digest import make_content_digest as make_content_digest
 from ._content_digest import verify_content_digest as verify_content_digest
@@ -91,6 +92,7 @@ __all__ = [
     "NonceStore",
     "NonceStoreUnavailable",
     "NotYetValid",
+    "RedirectWarning",
     "RedisNonceStore",
     "Replayed",
     "SignatureMiddleware",

@@ -83,9 +83,10 @@ _EXIT_VERIFY = _exit_codes(
     "2  usage error, a missing or bad secret, or input that is not a request",
 )
 
+# Wrapped by hand: the parsers use RawDescriptionHelpFormatter (_Formatter).
 _SECRET_HELP = (
-    "secrets: --secret S (base64; visible to other local users in the process list), "
-    f"--secret-file F (safer), or the {SECRET_ENV} environment variable. "
+    "secrets: --secret S (base64; visible to other local users in the process\n"
+    f"list), --secret-file F (safer), or the {SECRET_ENV} environment variable.\n"
     "A secret is never printed."
 )
 
@@ -331,7 +332,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def _add_secret_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-id", required=True, metavar="ID", help="the key id (keyid)")
-    parser.add_argument("--secret", metavar="S", help="the secret, base64 (see below)")
+    parser.add_argument("--secret", metavar="S", help="the secret, base64 (see above)")
     parser.add_argument("--secret-file", metavar="F", help="a file holding the secret, base64")
     parser.add_argument(
         "--algorithm",

@@ -118,8 +118,11 @@ class InvalidParameters(VerificationError):
     """The signature parameters break the policy.
 
     A required parameter (``created``, ``keyid``, ``nonce``) is missing, an
-    unknown parameter is present, ``alg`` disagrees with the key, ``expires``
-    precedes ``created``, or no signature carries the configured ``tag``.
+    unknown parameter is present, a parameter has the wrong type or is empty,
+    ``alg`` names an unsupported algorithm, ``expires`` precedes ``created``,
+    or no signature carries the configured ``tag``. A supported ``alg`` that
+    disagrees with the key's algorithm is :class:`InvalidSignature` instead, so
+    that it cannot tell known key ids from unknown ones.
     """
 
     reason = "invalid_parameters"
