@@ -68,6 +68,28 @@ async def test_a_stalled_read_does_not_affect_the_reads_behind_it() -> None:
     assert not quick[0].queue
 
 
+async def test_reads_queued_behind_a_stalled_one_let_go_of_their_tasks() -> None:
+    """Finished reads behind a stalled one stay queued until it leaves, but hold no
+    task: one slow client must not keep every later request's task alive."""
+    import gc  # noqa: PLC0415  (this test only)
+    import weakref  # noqa: PLC0415
+
+    deadlines = Deadlines(30.0)
+    stalled = asyncio.create_task(_read(deadlines, stall=5.0))
+    await asyncio.sleep(0)
+    tasks = [asyncio.create_task(_read(deadlines, stall=0.0)) for _ in range(50)]
+    watches = [await task for task in tasks]
+    refs = [weakref.ref(task) for task in tasks]
+    del tasks
+    gc.collect()
+    assert len(watches[0].queue) == 51  # still queued behind the stalled read
+    assert all(watch.task is None for watch in watches)
+    # The finished tasks are gone, but for the last one awaited, which asyncio's
+    # own wake-up of this task may still hold for a moment (not the queue).
+    assert sum(ref() is not None for ref in refs) <= 1
+    stalled.cancel()
+
+
 async def test_reads_started_later_get_their_own_full_timeout() -> None:
     """A read that starts near another's deadline is not cut short by that deadline."""
     deadlines = Deadlines(0.2)

@@ -1644,3 +1644,72 @@ def test_lookup_timeout_watches_only_stores_hmacguard_did_not_write() -> None:
             return await super().add(key, ttl)
 
     assert not _bounds_itself(Overriding())  # its add is not ours
+
+
+def _connection(exchange: Any) -> list[bytes]:
+    return [value for name, value in exchange.header_list if name == b"connection"]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body", "closes"),
+    [
+        ("POST", {}, BODY, True),  # unsigned, body unread: 401
+        ("POST", {"transfer-encoding": "chunked"}, BODY, True),
+        ("GET", {}, b"", False),  # nothing announced: the connection is clean
+        ("POST", {"content-length": "0"}, b"", False),
+    ],
+)
+async def test_a_refusal_of_a_request_announcing_a_body_closes_the_connection(
+    method: str, headers: dict[str, str], body: bytes, closes: bool
+) -> None:
+    """Refused before its body is read, an HTTP/1 request that announced one gets
+    Connection: close (the server then closes rather than read and drop the rest)."""
+    protected = protect()
+    exchange = await call(protected.middleware, method, "/t", headers, body)
+    assert exchange.status_code == 401
+    assert _connection(exchange) == ([b"close"] if closes else [])
+    assert protected.echo.untouched()
+
+
+async def test_every_refusal_with_a_body_closes_the_same_way_replays_included() -> None:
+    """A replay is refused after its body was read, a bad MAC before: both say
+    Connection: close, so the header tells them apart no more than the body does."""
+    protected = protect()
+    genuine = sign("POST", "/t", JSON, BODY)
+    assert (await call(protected.middleware, "POST", "/t", genuine, BODY)).status_code == 200
+    replayed = await call(protected.middleware, "POST", "/t", genuine, BODY)
+    tampered = await call(protected.middleware, "POST", "/t", genuine, BODY + b" ")
+    forged = await call(protected.middleware, "POST", "/t", sign("POST", "/t", JSON, b"x"), BODY)
+    for refused in (replayed, tampered, forged):
+        assert refused.status_code == 401
+        assert _connection(refused) == [b"close"]
+
+
+async def test_no_connection_field_on_http_2() -> None:
+    """HTTP/2 has no Connection field (RFC 9113 §8.2.2): none is added there."""
+    protected = protect()
+    scope = http_scope("POST", "/t", [("content-length", str(len(BODY)))])
+    scope["http_version"] = "2"
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert exchange.status_code == 401
+    assert _connection(exchange) == []
+
+
+async def test_on_error_answer_gets_connection_close_in_place_of_its_own() -> None:
+    """An on_error handler's answer to a request announcing a body says
+    Connection: close, replacing a keep-alive it set itself."""
+
+    async def handler(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-length", b"0"), (b"connection", b"keep-alive")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    protected = protect(on_error=lambda scope, error: handler)
+    exchange = await call(protected.middleware, "POST", "/t", {}, BODY)
+    assert exchange.status_code == 403
+    assert _connection(exchange) == [b"close"]

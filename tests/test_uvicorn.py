@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -223,6 +224,22 @@ def connect(server: UvicornServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
 
 
+def closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (bytes it
+    sends first are read and dropped); False if the connection stays open."""
+    deadline = time.monotonic() + within
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return False
+
+
 def exchange(server: UvicornServer, data: bytes) -> RawResponse:
     """Send ``data`` on a new connection and read the response."""
     with connect(server) as sock:
@@ -330,12 +347,15 @@ def test_threat_B4_content_length_ten_gigabytes_rejected_at_once(server: Uvicorn
     headers = signed_headers(server, "POST", "/orders", body, headers=[("Content-Type", JSON)])
     headers = without(headers, "Content-Length")
     started = time.monotonic()
-    response = exchange(
-        server, raw_request("POST", "/orders", [*headers, ("Content-Length", "10000000000")])
-    )
-    assert response.status == 413
-    assert response.reason == "body_too_large"
-    assert time.monotonic() - started < 2.0
+    with connect(server) as sock:
+        sock.sendall(raw_request("POST", "/orders", [*headers, ("Content-Length", "10000000000")]))
+        response = read_response(sock)
+        assert response.status == 413
+        assert response.reason == "body_too_large"
+        assert time.monotonic() - started < 2.0
+        # Connection: close, and closed: the server does not read 10 GB to drop them.
+        assert response.headers["connection"] == "close"
+        assert closed_by_server(sock)
 
 
 # -- the race (issue 3, THREATS R5) ----------------------------------------------------
@@ -361,16 +381,20 @@ async def test_threat_R5_hundred_concurrent_copies_one_accepted_per_round(
     """100 identical signed requests at once on 100 connections, 50 rounds (1,000, as
     THREATS R5 asks, with -m slow): one 2xx per round.
 
-    The copies are written back to back on 100 open keep-alive connections, so
+    The copies are written back to back on 100 connections opened beforehand, so
     they reach the server within a millisecond or so (an httpx client spends
-    about 2 ms of CPU per request, which would spread a round over 200 ms).
+    about 2 ms of CPU per request, which would spread a round over 200 ms). Each
+    round opens its own: a refusal of a request with a body closes its
+    connection.
     """
     body = order(1024)
     before = served(server)
     since = server.log_size()
-    connections = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(COPIES)]
-    try:
-        for _ in range(rounds):
+    for _ in range(rounds):
+        connections = [
+            await asyncio.open_connection("127.0.0.1", server.port) for _ in range(COPIES)
+        ]
+        try:
             headers = signed_headers(
                 server, "POST", "/race", body, headers=[("Content-Type", JSON)]
             )
@@ -387,11 +411,12 @@ async def test_threat_R5_hundred_concurrent_copies_one_accepted_per_round(
                 json.loads(data)["reason"] for status, data in responses if status == 401
             )
             assert reasons == {"invalid_signature": COPIES - 1}  # told like a bad MAC (K2)
-    finally:
-        for _, writer in connections:
-            writer.close()
-        for _, writer in connections:
-            await writer.wait_closed()
+        finally:
+            for _, writer in connections:
+                writer.close()
+            for _, writer in connections:
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
     assert served(server) - before == rounds
     # The server logged every refused copy as a replay: nothing else went wrong.
     assert Counter(logged_reasons(server.log()[since:])) == {"replayed": rounds * (COPIES - 1)}
@@ -524,16 +549,24 @@ def test_threat_B3_content_length_and_chunked_never_split_verified_from_consumed
         ("Content-Length", "5"),
         ("Transfer-Encoding", "chunked"),
     ]
+    # Behind the chunked body, a second request, validly signed: h11 frames by
+    # Transfer-Encoding, so on a connection kept open it would be served (RFC
+    # 9112 §6.1: the server MUST close the connection after such a request).
+    smuggled = raw_request("GET", "/smuggled", signed_headers(server, "GET", "/smuggled"))
     before = served(server)
-    response = exchange(
-        server, raw_request("POST", "/smuggle", framed, chunked(body[:10], body[10:]))
-    )
-    # llhttp refuses CL + TE itself; h11 frames by Transfer-Encoding and passes both
-    # headers on, and the middleware refuses them.
-    assert response.status == 400
-    if server.http == "h11":
-        assert response.json()["reason"] == "malformed_request"
-    assert served(server) == before
+    with connect(server) as sock:
+        sock.sendall(
+            raw_request("POST", "/smuggle", framed, chunked(body[:10], body[10:])) + smuggled
+        )
+        response = read_response(sock)
+        # llhttp refuses CL + TE itself; h11 frames by Transfer-Encoding and passes
+        # both headers on, and the middleware refuses them, closing the connection.
+        assert response.status == 400
+        if server.http == "h11":
+            assert response.json()["reason"] == "malformed_request"
+            assert response.headers["connection"] == "close"
+        assert closed_by_server(sock)
+    assert served(server) == before  # neither the POST nor the smuggled GET
 
 
 def test_threat_B9_bad_mac_on_100_mb_body_rejected_before_the_body(server: UvicornServer) -> None:
@@ -552,9 +585,30 @@ def test_threat_B9_bad_mac_on_100_mb_body_rejected_before_the_body(server: Uvico
     with connect(server) as sock:
         sock.sendall(request)  # the head only: not one byte of the body
         response = read_response(sock)
+        # The body will not be read: the answer says so, and the connection closes,
+        # so a client that then skips the body cannot have its next request taken
+        # for it (RFC 9110 §10.1.1).
+        assert response.headers["connection"] == "close"
+        assert closed_by_server(sock)
     assert response.interim == []  # no 100 Continue: the server never asked for the body
     assert response.status == 401
     assert response.reason == "invalid_signature"
+
+
+def test_threat_B8_a_refused_client_cannot_hold_its_connection_by_trickling(
+    server: UvicornServer,
+) -> None:
+    """An unsigned POST announcing a body gets 401 before the body; a byte sent after it,
+    then silence, does not keep the connection open: the server has closed it."""
+    request = raw_request("POST", "/held", [("Host", server.authority), ("Content-Length", "100")])
+    with connect(server) as sock:
+        sock.sendall(request)
+        response = read_response(sock)
+        assert (response.status, response.reason) == (401, "missing_signature")
+        assert response.headers["connection"] == "close"
+        with contextlib.suppress(OSError):  # closed already
+            sock.sendall(b"x")
+        assert closed_by_server(sock, within=5.0)
 
 
 def test_threat_B7_disconnect_mid_body_leaves_nonce_unused(server: UvicornServer) -> None:
@@ -611,6 +665,11 @@ def test_threat_B8_stalled_body_is_cut_off_with_408(server: UvicornServer) -> No
         started = time.monotonic()
         response = read_response(sock, timeout=BODY_TIMEOUT + 5)
         waited = time.monotonic() - started
+        # Closed after the 408, even if the client goes on trickling: uvicorn
+        # would otherwise keep reading what it sends, with no timeout.
+        assert response.headers["connection"] == "close"
+        sock.sendall(body[10:11])
+        assert closed_by_server(sock)
     assert (response.status, response.reason) == (408, "body_timeout")
     assert BODY_TIMEOUT - 0.5 < waited < BODY_TIMEOUT + 3
     assert served(server) == before

@@ -26,7 +26,7 @@ class Watch:
     __slots__ = ("deadline", "done", "expired", "queue", "task")
 
     def __init__(self, task: asyncio.Task[object], deadline: float, queue: deque[Watch]) -> None:
-        self.task = task
+        self.task: asyncio.Task[object] | None = task
         self.deadline = deadline
         self.queue = queue
         self.done = False
@@ -74,8 +74,14 @@ class Deadlines:
         return watch
 
     def finish(self, watch: Watch) -> None:
-        """Stop watching; finished reads at the front of the queue leave it at once."""
+        """Stop watching; finished reads at the front of the queue leave it at once.
+
+        A finished read behind one still running stays queued until that one
+        ends (at most the timeout): it lets go of its task now, so a stalled
+        body at the front holds small records, not every later request's task.
+        """
         watch.done = True
+        watch.task = None
         queue = watch.queue
         while queue and queue[0].done:
             queue.popleft()
@@ -96,8 +102,9 @@ class Deadlines:
         queue = state.queue
         while queue and (queue[0].done or queue[0].deadline <= now):
             watch = queue.popleft()
-            if not watch.done:
+            task = watch.task
+            if not watch.done and task is not None:
                 watch.expired = True
-                watch.task.cancel()
+                task.cancel()
         if queue:
             state.handle = state.loop.call_at(queue[0].deadline, self._sweep, state)

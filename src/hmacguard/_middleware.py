@@ -878,6 +878,20 @@ class SignatureMiddleware:
         *,
         webhook: bool = False,
     ) -> None:
+        """Answer ``error``: the ``on_error`` handler's answer, or the default one.
+
+        A refused HTTP/1 request that announced a body is answered with
+        ``Connection: close`` (RFC 9110 §10.1.1), and the server closes the
+        connection after it. Else HTTP/1.1 servers read and drop the rest of
+        a body refused unread (all 10 GB of an announced 10 GB), keep the
+        connection of a client that trickles bytes after its 408, or take the
+        bytes after a ``Content-Length`` with ``Transfer-Encoding`` for the
+        next request (RFC 9112 §6.1: the server MUST close that connection).
+        Whether the body was read first does not decide it: that would tell
+        a replayed request (refused after its body) from a bad MAC (refused
+        before), which the answers must not (THREATS E1).
+        """
+        close = _announces_body(scope)
         logger.warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r)",
             scope.get("method", "WEBSOCKET"),
@@ -905,6 +919,8 @@ class SignatureMiddleware:
                 started = True
                 if message["type"] == "http.response.body" and not message.get("more_body", False):
                     finished = True
+                elif close and message["type"] == "http.response.start":
+                    message = {**message, "headers": _closing(message.get("headers", ()))}
                 await send(message)
 
             try:
@@ -930,6 +946,8 @@ class SignatureMiddleware:
         else:
             base = self._debug_base(scope) if self._debug else None
             status, headers, body = self._responder.render(error, base=base)
+        if close:
+            headers = _closing(headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -1243,6 +1261,28 @@ def _url(scheme: str, authority: str, path: str, query: str | None) -> str:
     return (
         f"{scheme}://{authority}{path}" if query is None else f"{scheme}://{authority}{path}{query}"
     )
+
+
+def _announces_body(scope: Scope) -> bool:
+    """Whether an HTTP/1 request announced a body: ``Transfer-Encoding``, or a
+    ``Content-Length`` other than 0. (HTTP/2 and 3 have no ``Connection``
+    field: there a refused stream is reset on its own.)"""
+    if scope["type"] != "http" or scope.get("http_version", "1.1") not in ("1.1", "1.0"):
+        return False
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (
+            lowered == b"content-length" and value.strip() != b"0"
+        ):
+            return True
+    return False
+
+
+def _closing(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Connection: close`` in place of any ``Connection`` field."""
+    kept = [(name, value) for name, value in headers if name.lower() != b"connection"]
+    kept.append((b"connection", b"close"))
+    return kept
 
 
 def _scan_headers(
