@@ -53,6 +53,18 @@ def test_rfc9421_2_2_8_query_param_value_is_decoded_then_reencoded(query: str, v
     assert _query_param(query, "x") == value
 
 
+def test_rfc9421_2_2_8_query_param_of_raw_utf8_bytes_decodes_them_once() -> None:
+    """§2.2.8 parses the query's bytes: "café" sent as raw UTF-8 (as Go sends a
+    RawQuery), read as bytes, is %C3%A9, as from its percent-encoded form. It was
+    %C3%83%C2%A9: each byte, read as Latin-1, encoded again as UTF-8."""
+    url = "https://example.com/p?q=caf\u00e9".encode()  # the bytes on the wire
+    message = Message("GET", url, [])
+    spec = '@query-param;name="q"'
+    assert component_value(component_from_spec(spec), message) == "caf%C3%A9"
+    assert _query_param("?q=caf%C3%A9", "q") == "caf%C3%A9"
+    assert _query_param("?q=\u20ac", "q") == "%E2%82%AC"  # no byte reads as U+20AC: UTF-8
+
+
 def test_rfc9421_2_2_8_query_param_name_is_matched_after_decoding() -> None:
     """A name written with escapes matches its re-encoded form (§2.2.8)."""
     assert _query_param("?na%6de=v", "name") == "v"
@@ -150,6 +162,27 @@ def test_rfc9421_2_1_3_bs_trims_only_sp_and_htab() -> None:
     value = _field('"x-a";bs', " \ta\x0b ", "\u00e9")
     assert value == ":YQs=:, :6Q==:"
     assert [base64.b64decode(v) for v in ("YQs=", "6Q==")] == [b"a\x0b", b"\xe9"]
+
+
+def test_rfc9421_2_1_3_bs_unfolds_obs_fold_before_wrapping() -> None:
+    """§2.1.3 step 2: "Remove any obsolete line-folding within the line and replace it
+    with a single space", then wrap the bytes: the RFC's own example value."""
+    value = _field('"x-a";bs', "Obsolete\r\n    line folding.")
+    assert value == ":T2Jzb2xldGUgbGluZSBmb2xkaW5nLg==:"
+    assert base64.b64decode(value[1:-1]) == b"Obsolete line folding."
+
+
+@pytest.mark.parametrize("name", ["accept-ch", "cross-origin-opener-policy", "cache-status"])
+def test_rfc9421_2_5_key_on_a_field_known_not_to_be_a_dictionary_is_an_error(name: str) -> None:
+    """§2.5: an error when a dictionary member identifier "references a field that is
+    ... not a Dictionary Structured Field", even when its value would parse as one."""
+    message = Message("GET", "https://example.com/", [(name, "viewport-width")])
+    with pytest.raises(InvalidSignature, match="not a dictionary"):
+        component_value(
+            component_from_spec(f'"{name}";key="viewport-width"'),
+            message,
+            KNOWN_STRUCTURED_FIELDS,
+        )
 
 
 def test_rfc9421_2_1_3_bs_of_a_character_no_byte_reads_as_is_malformed() -> None:

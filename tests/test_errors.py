@@ -324,8 +324,8 @@ SCENARIOS = [
     pytest.param(
         lambda: Scenario(
             "invalid_signature",
-            signer_key=HMACKey("client-1", SECRET * 2, "hmac-sha512"),
-            signer_options={"include_alg": True},
+            signer_options={"include_alg": True},  # alg="hmac-sha256", to an sha512 key
+            keys=[HMACKey("client-1", SECRET * 2, "hmac-sha512")],
             verifier_secret=SECRET * 2,
         ),
         id="alg-mismatch",

@@ -237,15 +237,17 @@ def explicit_cases(draw: st.DrawFn, need: str | None = None) -> Case:
     )
     expires_in = draw(st.one_of(st.none(), st.integers(1, 3600)))
     elapsed = draw(st.integers(-30, 300 if expires_in is None else min(300, expires_in)))
+    key = draw(st.sampled_from(KEYS))
     return Case(
         req,
         tuple(components),
-        draw(st.sampled_from(KEYS)),
+        key,
         label=draw(st.from_regex(r"[a-z*][a-z0-9_.*-]{0,6}", fullmatch=True)),
         nonce=draw(st.one_of(st.none(), nonces)),
         expires_in=expires_in,
         tag=draw(st.one_of(st.none(), st.text(PRINTABLE, min_size=1, max_size=16))),
-        include_alg=draw(st.booleans()),
+        # The signer writes only a registered alg (RFC 9421 §3.3): hmac-sha256.
+        include_alg=key.alg.name == "hmac-sha256" and draw(st.booleans()),
         digest=draw(st.sampled_from(["sha-256", "sha-512"])),
         elapsed=elapsed,
     )

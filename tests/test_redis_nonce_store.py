@@ -878,12 +878,14 @@ async def test_given_client_concurrent_adds_share_a_few_connections(
 
 
 async def test_sustained_load_starves_no_caller(redis_server: RedisServer, connect: Any) -> None:
-    """128 callers adding back to back for 1 s: every call answers within the 0.25 s timeout.
+    """128 callers adding back to back for 1 s: every call answers within a 1 s timeout.
 
     Callers queue in arrival order; with a pool of connections instead, a newcomer
-    could take a freed connection ahead of earlier callers, and some timed out.
+    could take a freed connection ahead of earlier callers, and some timed out
+    (starved for seconds). Not the default 0.25 s: on a loaded two-core machine
+    one full-suite run saw a fair queue's wait pass it.
     """
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=1.0)
     await warm_up(store)
     stop = time.monotonic() + 1.0
     answered = 0

@@ -198,11 +198,21 @@ def test_sign_does_not_mutate_the_request_headers() -> None:
 
 
 def test_include_alg_names_the_keys_algorithm() -> None:
-    """include_alg emits the key's algorithm, sha256 or sha512."""
-    assert ';alg="hmac-sha256"' in sign(include_alg=True)["Signature-Input"]
+    """include_alg emits the key's algorithm, hmac-sha256."""
+    headers = sign(include_alg=True)
+    assert ';alg="hmac-sha256"' in headers["Signature-Input"]
+    assert round_trip(headers).algorithm == "hmac-sha256"
+
+
+def test_include_alg_with_an_unregistered_algorithm_is_refused() -> None:
+    """RFC 9421 §3.3: alg values "MUST use values from the HTTP Message Signature
+    Algorithms Registry", which has no hmac-sha512: the signer will not write it (the
+    key decides; a sha512 signature without alg verifies)."""
     key512 = HMACKey("client-1", b"k" * 64, "hmac-sha512")
-    headers = sign(key=key512, include_alg=True)
-    assert ';alg="hmac-sha512"' in headers["Signature-Input"]
+    with pytest.raises(ValueError, match="not in the HTTP Signature Algorithms registry"):
+        Signer(key512, include_alg=True)
+    headers = sign(key=key512)
+    assert "alg=" not in headers["Signature-Input"]
     assert round_trip(headers, key=key512).algorithm == "hmac-sha512"
 
 

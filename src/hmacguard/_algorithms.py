@@ -8,7 +8,13 @@ algorithm confusion (RFC 9421 §7.3.6) and is refused.
 
 from __future__ import annotations
 
-__all__ = ["ALGORITHMS", "MIN_KEY_BYTES", "HMACAlgorithm", "get_algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "MIN_KEY_BYTES",
+    "REGISTERED_ALGORITHMS",
+    "HMACAlgorithm",
+    "get_algorithm",
+]
 
 #: The shortest secret accepted, in bytes. RFC 2104 §3 strongly discourages keys
 #: shorter than the hash output (32 bytes for SHA-256, 64 for SHA-512, which is
@@ -42,6 +48,9 @@ ALGORITHMS: dict[str, HMACAlgorithm] = {
     "hmac-sha256": HMACAlgorithm("hmac-sha256", "sha256", 32),
     "hmac-sha512": HMACAlgorithm("hmac-sha512", "sha512", 64),
 }
+#: The names the HTTP Signature Algorithms registry (RFC 9421 §6.2) lists, of
+#: those above: what a signer may write as ``alg``.
+REGISTERED_ALGORITHMS = frozenset({"hmac-sha256"})
 
 
 def get_algorithm(name: str) -> HMACAlgorithm:

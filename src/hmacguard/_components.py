@@ -257,12 +257,18 @@ def _field_value(component: Component, message: Message, sf_types: Mapping[str, 
         if "\n" not in value and "\r" not in value:
             return value
     if "bs" in params:
-        # RFC 9421 §2.1.3: each line, trimmed, as a Byte Sequence, joined with ", ".
-        # A field's bytes are read as Latin-1 (a server's, or Message's for bytes
-        # given): a character above U+00FF was never a byte on the wire.
+        # RFC 9421 §2.1.3: each line, trimmed and unfolded ("Remove any obsolete
+        # line folding within the line and replace it with a single space"), as a
+        # Byte Sequence, joined with ", ". A field's bytes are read as Latin-1 (a
+        # server's, or Message's for bytes given): a character above U+00FF was
+        # never a byte on the wire.
         try:
             return ", ".join(
-                ":" + base64.b64encode(line.strip(_OWS).encode("latin-1")).decode("ascii") + ":"
+                ":"
+                + base64.b64encode(_OBS_FOLD.sub(" ", line.strip(_OWS)).encode("latin-1")).decode(
+                    "ascii"
+                )
+                + ":"
                 for line in lines
             )
         except UnicodeEncodeError:
@@ -282,6 +288,15 @@ def _field_value(component: Component, message: Message, sf_types: Mapping[str, 
     # comma (",") and a single space (" ") between each item."
     combined = values[0] if len(values) == 1 else ", ".join(values)
     if "key" in params:
+        kind = sf_types.get(component.name)
+        if kind is not None and kind != "dictionary":
+            # RFC 9421 §2.5: an error when "the component identifier is a
+            # dictionary member identifier that references a field that is ...
+            # not a Dictionary Structured Field" (Accept-CH is a List).
+            raise InvalidSignature(
+                f"covered header {component.name!r} is a structured {kind}, not a dictionary: "
+                "it has no members for ;key"
+            )
         try:
             members = parse_dictionary(combined)
         except StructuredFieldError:
@@ -316,7 +331,16 @@ def _field_value(component: Component, message: Message, sf_types: Mapping[str, 
 
 def _form_decode(text: str) -> str:
     # WHATWG URL "percent-decode" after "+" -> SP: bytes, then UTF-8 with replacement.
-    raw = text.replace("+", " ").encode("utf-8")
+    # The parser works on the query's bytes: a query read from the wire arrives
+    # here as Latin-1 text (one character per byte, as Message and the middleware
+    # read bytes), so raw UTF-8 octets sent unencoded (Go sends RawQuery as it
+    # is) decode to what they say. Only text with a character above U+00FF,
+    # which no byte reads as, is taken as Unicode and encoded as UTF-8.
+    plus_as_space = text.replace("+", " ")
+    try:
+        raw = plus_as_space.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = plus_as_space.encode("utf-8")
     if b"%" not in raw:
         return raw.decode("utf-8", "replace")
     out = bytearray()

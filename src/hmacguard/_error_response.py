@@ -82,12 +82,16 @@ _FALLBACK = ("Verification failed", "The request could not be verified.")
 
 
 def accept_signature(
-    required_components: Sequence[str], *, nonce: bool, tag: str | None, label: str = "sig1"
+    required_components: Sequence[str], *, tag: str | None, label: str = "sig1"
 ) -> str:
     """The ``Accept-Signature`` value (RFC 9421 §5.1) asking for what the policy needs.
 
-    It lists the required components and the parameters to include
-    (``created``, ``keyid``, ``nonce``, ``tag``) but never a key id.
+    It lists the required components and, when the policy requires one, the
+    ``tag``; never a key id. ``created``, ``keyid`` and ``nonce`` are required
+    too, but §5.1 forbids asking for them: "These parameters MUST NOT include
+    parameters that the signer is expected to generate, including the
+    ``created`` and ``nonce`` parameters" (and a bare ``keyid`` would be the
+    Boolean true, where the parameter is a String).
     """
     from ._components import component_from_spec  # noqa: PLC0415  (avoid an import cycle)
 
@@ -95,9 +99,7 @@ def accept_signature(
     for spec in required_components:
         component = component_from_spec(spec)
         items.append(Item(component.name, component.params))  # type: ignore[arg-type]
-    params: dict[str, object] = {"created": True, "keyid": True}
-    if nonce:
-        params["nonce"] = True
+    params: dict[str, object] = {}
     if tag is not None:
         params["tag"] = tag
     return serialize_dictionary({label: InnerList(items, params)})  # type: ignore[arg-type]

@@ -298,11 +298,7 @@ class SignatureMiddleware:
                 "and the server's signature base. Never enable this in production."
             )
         self._responder = ErrorResponder(
-            accept_signature(
-                self._verifier.required_components,
-                nonce=self._verifier.require_nonce,
-                tag=self._verifier.tag,
-            ),
+            accept_signature(self._verifier.required_components, tag=self._verifier.tag),
             debug=self._debug,
         )
         self._async_keys = self._verifier.keyring.is_async

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from ._algorithms import REGISTERED_ALGORITHMS
 from ._components import Component, component_from_spec, structured_types
 from ._content_digest import ACTIVE_ALGORITHMS, make_content_digest
 from ._errors import VerificationError
@@ -131,7 +132,9 @@ class Signer:
         expires_in: seconds after ``created`` to set ``expires`` to, or None.
         tag: an application tag (RFC 9421 §2.3) to bind the signature to.
         include_alg: emit the ``alg`` parameter (off by default, as RFC 9421
-            §3.2 step 6 lets the key decide the algorithm).
+            §3.2 step 6 lets the key decide the algorithm). Only with an
+            ``hmac-sha256`` key: ``hmac-sha512`` is not in the registry, whose
+            values an ``alg`` "MUST use" (§3.3).
         structured_fields: extra ``{field: "item"|"list"|"dictionary"}`` types for
             components with the ``sf`` or ``key`` parameter.
         clock: returns the current time in epoch seconds.
@@ -205,6 +208,12 @@ class Signer:
         self._expires_in = expires_in
         self._tag = None if tag is None else check_id("tag", tag)
         self._include_alg = bool(include_alg)
+        if self._include_alg and self._key.alg.name not in REGISTERED_ALGORITHMS:
+            raise ValueError(
+                f"include_alg=True would write alg={self._key.alg.name!r}, which is not in the "
+                "HTTP Signature Algorithms registry (RFC 9421 §3.3: alg values MUST come from "
+                "it): leave alg out, the key decides"
+            )
         self._sf_types = structured_types(structured_fields)
         self._clock = clock
 
