@@ -169,7 +169,7 @@ def test_missing_httpx_names_the_pip_install() -> None:
     result = _run(
         """
         import sys
-        sys.modules["httpx"] = None
+        sys.modules["httpx"] = sys.modules["httpx2"] = None
         from hmacguard.webhooks import Stripe
         assert Stripe("whsec_x").scheme == "stripe"
         try:
@@ -180,5 +180,5 @@ def test_missing_httpx_names_the_pip_install() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        'StandardWebhooksAuth needs httpx: pip install "hmacguard[httpx]"'
+        'StandardWebhooksAuth needs httpx (or httpx2): pip install "hmacguard[httpx]"'
     ]

@@ -11,14 +11,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 try:
-    import httpx
+    from ._httpx_base import AuthBase
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
-    raise ImportError('HMACAuth needs httpx: pip install "hmacguard[httpx]"') from exc
+    raise ImportError('HMACAuth needs httpx (or httpx2): pip install "hmacguard[httpx]"') from exc
 
 from ._client import RedirectWarning, SigningAuth, origin, remove_fields, sign_request
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HMACAuth"]
 
@@ -38,14 +41,16 @@ def _record(request: httpx.Request) -> _Signed | None:
     return signed if isinstance(signed, _Signed) else None
 
 
-class HMACAuth(SigningAuth, httpx.Auth):
+class HMACAuth(SigningAuth, AuthBase):
     """Sign every request an httpx client sends (RFC 9421, ``hmac-sha256``).
 
-    An ``httpx.Auth``: give it to a ``Client`` or an ``AsyncClient`` as
-    ``auth=``. Each send is signed afresh, with a new ``created`` time and
-    nonce, over the method, the ``Host`` header httpx sends, the raw
-    (percent-encoded) path and query, ``Content-Type`` when there is a body,
-    and a ``Content-Digest`` of the exact body bytes. Any body httpx accepts works
+    An ``httpx.Auth``, and an ``httpx2.Auth`` when httpx2 is installed (as
+    Starlette's ``TestClient`` uses it): give it to a ``Client`` or an
+    ``AsyncClient`` of either as ``auth=``. Each send is signed afresh, with
+    a new ``created`` time and nonce, over the method, the ``Host`` header
+    httpx sends, the raw (percent-encoded) path and query, ``Content-Type``
+    when there is a body, and a ``Content-Digest`` of the exact body bytes.
+    Any body httpx accepts works
     (``content=``, ``json=``, ``data=``, ``files=``, iterators): httpx reads
     it once, before signing, and sends those bytes; a streamed body goes out
     with a ``Content-Length`` instead of ``Transfer-Encoding: chunked``.

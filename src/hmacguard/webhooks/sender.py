@@ -10,15 +10,21 @@ from __future__ import annotations
 import base64
 import secrets as _random
 from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING
 
 try:
-    import httpx
+    from .._httpx_base import AuthBase
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
-    raise ImportError('StandardWebhooksAuth needs httpx: pip install "hmacguard[httpx]"') from exc
+    raise ImportError(
+        'StandardWebhooksAuth needs httpx (or httpx2): pip install "hmacguard[httpx]"'
+    ) from exc
 
 from .._keys import MAX_ID_BYTES
 from ._profile import Mac, default_clock, secret_list
 from .standard import decode_whsec
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["StandardWebhooksAuth"]
 
@@ -27,8 +33,8 @@ def _new_id() -> str:
     return "msg_" + _random.token_urlsafe(18)
 
 
-class StandardWebhooksAuth(httpx.Auth):
-    """Sign each request an httpx client sends as a Standard Webhook.
+class StandardWebhooksAuth(AuthBase):
+    """Sign each request an httpx (or httpx2) client sends as a Standard Webhook.
 
     Sets ``webhook-id``, ``webhook-timestamp`` (now, in seconds) and
     ``webhook-signature`` (``v1,<base64>`` over ``{id}.{timestamp}.{body}``).
