@@ -619,3 +619,21 @@ def test_fingerprint_is_read_only() -> None:
     key = HMACKey("client-1", SECRET)
     with pytest.raises(AttributeError):
         key.fingerprint = "0" * 16  # type: ignore[misc]
+
+
+def test_a_whsec_secret_is_read_as_its_base64() -> None:
+    """ "whsec_" + base64 (hmacguard keygen --format whsec) is the key the base64 says,
+    as the CLI reads it; the prefix was decoded as URL-safe base64 into other bytes."""
+    raw = bytes(range(32))
+    text = "whsec_" + base64.b64encode(raw).decode()
+    assert HMACKey("c", text).secret == raw
+    with pytest.raises(ValueError, match="is 24 bytes"):
+        HMACKey("c", "whsec_" + base64.b64encode(raw[:24]).decode())
+
+
+def test_a_key_id_that_is_the_secret_is_refused_without_showing_it() -> None:
+    """HMACAuth(secret, secret): the key id would carry the secret into every request."""
+    text = base64.b64encode(bytes(range(32))).decode()
+    with pytest.raises(ValueError, match="the key id and the secret are the same text") as info:
+        HMACKey(text, text)
+    assert text not in str(info.value)

@@ -12,6 +12,7 @@ Helpers (echo app, signing, raw driver) are in ``tests/asgi_helpers.py``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -1727,3 +1728,66 @@ async def test_query_param_of_a_query_sent_as_raw_utf8_verifies() -> None:
     exchange = await drive(protected.middleware, scope, body_messages(b""))
     assert exchange.status_code == 200
     assert protected.echo.count == 1
+
+
+async def test_a_long_unknown_key_id_is_logged_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that swapped key id and secret sends its secret as keyid: the rejection
+    log gives its length and a short hash, never the text; a static key's long id is
+    logged as it is."""
+    secret_text = base64.b64encode(b"s" * 32).decode()
+    long_id = "k" * 50
+    protected = protect(keys={**KEYS, long_id: b"L" * 32})
+    swapped = sign("GET", "/t", key=HMACKey(secret_text, b"x" * 32))
+    assert (await call(protected.middleware, "GET", "/t", swapped)).status_code == 401
+    wrong = sign("GET", "/t", key=HMACKey(long_id, b"W" * 32))
+    assert (await call(protected.middleware, "GET", "/t", wrong)).status_code == 401
+    assert secret_text not in caplog.text
+    digest = hashlib.sha256(secret_text.encode()).hexdigest()[:16]
+    assert f"key_id='<44 characters, sha256 {digest}>'" in caplog.text
+    assert f"key_id='{long_id}'" in caplog.text
+    assert all(
+        getattr(record, "hmacguard_key_id", None) != secret_text for record in caplog.records
+    )
+
+
+async def test_a_key_error_not_about_the_key_id_is_logged_and_stays_unknown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resolver whose own lookup fails (os.environ["VAULT_TOKEN"]) raises a KeyError that
+    is not about the key id: still 401 like any unknown key (K2: a 503 would tell known
+    ids apart), but the log says what the KeyError named."""
+    settings: dict[str, str] = {}
+
+    def resolver(key_id: str) -> HMACKey:
+        return HMACKey(key_id, settings["VAULT_TOKEN"])
+
+    protected = protect(keys=resolver)
+    exchange = await call(protected.middleware, "GET", "/t", sign("GET", "/t"))
+    assert exchange.status_code == 401
+    assert "the key resolver raised KeyError('VAULT_TOKEN'), not KeyError(key_id)" in caplog.text
+    caplog.clear()
+
+    def keyed(key_id: str) -> HMACKey:
+        return {"other": HMACKey("other", SECRET)}[key_id]
+
+    protected = protect(keys=keyed)
+    assert (await call(protected.middleware, "GET", "/t", sign("GET", "/t"))).status_code == 401
+    assert "not KeyError(key_id)" not in caplog.text  # keys[key_id]: plainly unknown
+
+
+async def test_a_failing_resolver_is_logged_with_its_traceback_and_key_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resolver that raises: 503 key_lookup_failed, and the log shows its exception
+    (message and traceback) and the key id asked for, to find what broke."""
+
+    def resolver(key_id: str) -> HMACKey:
+        raise RuntimeError("vault answered 403")
+
+    protected = protect(keys=resolver)
+    exchange = await call(protected.middleware, "GET", "/t", sign("GET", "/t"))
+    assert exchange.status_code == 503
+    assert "key_lookup_failed: key resolver raised RuntimeError" in caplog.text
+    assert "key_id='client-1'" in caplog.text
+    assert "RuntimeError: vault answered 403" in caplog.text
+    assert "Traceback" in caplog.text

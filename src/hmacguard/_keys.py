@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,6 +26,8 @@ __all__ = [
     "fingerprint",
 ]
 
+logger = logging.getLogger("hmacguard")
+
 #: Key ids and nonces longer than this are refused before any lookup (THREATS P1, R9).
 MAX_ID_BYTES = 256
 
@@ -43,7 +46,11 @@ _SECRET_TEXT_CHARS = 43
 _FINGERPRINT_PREFIX = b"hmacguard key fingerprint v1\0"
 
 KeyLookup: TypeAlias = Callable[[str], Union["HMACKey", Awaitable[Union["HMACKey", None]], None]]
-Keys: TypeAlias = Mapping[str, Union[bytes, str, "HMACKey"]] | Iterable["HMACKey"] | KeyLookup
+Keys: TypeAlias = (
+    Mapping[str, Union[bytes, bytearray, memoryview, str, "HMACKey"]]
+    | Iterable["HMACKey"]
+    | KeyLookup
+)
 
 
 def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
@@ -75,7 +82,9 @@ def decode_secret(secret: bytes | bytearray | memoryview | str) -> bytes:
         return raw
     if not isinstance(secret, str):
         raise TypeError(f"a secret is bytes or base64 text, not {type(secret).__name__}")
-    text = secret.strip()
+    # A Standard Webhooks secret ("whsec_" + base64) is base64 too, as the CLI
+    # reads it; left on, "whsec_" would decode as URL-safe base64 into other bytes.
+    text = secret.strip().removeprefix("whsec_")
     if _HEX_TEXT.fullmatch(text):
         raise ValueError(
             "a text secret is read as base64, and this one is all hex digits (read as base64 "
@@ -175,6 +184,10 @@ class HMACKey:
         algorithm: str = "hmac-sha256",
     ) -> None:
         self.key_id: str = check_id("key_id", key_id)
+        if isinstance(secret, str) and secret.strip() == key_id:
+            # HMACAuth(secret, secret): the key id would carry the secret into
+            # every request, log line and repr.
+            raise ValueError("the key id and the secret are the same text: the key id is public")
         self.alg: HMACAlgorithm = get_algorithm(algorithm)
         try:
             raw = decode_secret(secret)
@@ -269,6 +282,26 @@ def _mapped_key(
         raise TypeError(f"keys, entry {position}: {exc}") from None
 
 
+def _note_key_error(key_id: str, exc: KeyError) -> None:
+    """A resolver's ``KeyError`` means "unknown key", like None (THREATS K2: were
+    some a 503, the difference would tell which key ids exist). One that does not
+    name this key id (``os.environ["VAULT_TOKEN"]`` missing inside the resolver)
+    is most likely a bug that would pass for an unknown key on every request:
+    it is logged, naming what the ``KeyError`` said."""
+    if exc.args != (key_id,):
+        said = repr(exc.args[0]) if len(exc.args) == 1 else repr(exc.args)
+        logger.warning(
+            "hmacguard: the key resolver raised KeyError(%s), not KeyError(key_id): the "
+            "request is refused as an unknown key; if the resolver's own lookup failed "
+            "(a missing setting), fix it",
+            said[:80],
+        )
+
+
+def _failed(key_id: str, exc: Exception) -> KeyLookupFailed:
+    return KeyLookupFailed(f"key resolver raised {type(exc).__name__}", key_id=key_id)
+
+
 class Keyring:
     """Resolves a key id to an :class:`HMACKey` for a verifier.
 
@@ -335,6 +368,10 @@ class Keyring:
         """True when the resolver is a coroutine function."""
         return self._is_async
 
+    def holds(self, key_id: str) -> bool:
+        """Whether ``key_id`` is one of the static keys (never asks a resolver)."""
+        return self._keys is not None and key_id in self._keys
+
     def lookup(self, key_id: str) -> HMACKey | None:
         """Return the key for ``key_id``, or None when it is unknown.
 
@@ -352,10 +389,11 @@ class Keyring:
         assert self._resolver is not None  # noqa: S101  (set whenever _keys is None)
         try:
             found = self._resolver(key_id)
-        except KeyError:
-            return None  # a resolver written as keys[key_id]: unknown, like None
+        except KeyError as exc:
+            _note_key_error(key_id, exc)
+            return None
         except Exception as exc:
-            raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
+            raise _failed(key_id, exc) from exc
         if isinstance(found, Awaitable):
             close = getattr(found, "close", None)
             if close is not None:
@@ -372,10 +410,11 @@ class Keyring:
             found = self._resolver(key_id)
             if isinstance(found, Awaitable):
                 found = await found
-        except KeyError:
+        except KeyError as exc:
+            _note_key_error(key_id, exc)
             return None
         except Exception as exc:
-            raise KeyLookupFailed(f"key resolver raised {type(exc).__name__}") from exc
+            raise _failed(key_id, exc) from exc
         return self._check(key_id, found)
 
     @staticmethod
@@ -383,7 +422,9 @@ class Keyring:
         if found is None:
             return None
         if not isinstance(found, HMACKey):
-            raise KeyLookupFailed(f"key resolver returned {type(found).__name__}, not HMACKey")
+            raise KeyLookupFailed(
+                f"key resolver returned {type(found).__name__}, not HMACKey", key_id=key_id
+            )
         if found.key_id != key_id:
-            raise KeyLookupFailed("key resolver returned a key with another key id")
+            raise KeyLookupFailed("key resolver returned a key with another key id", key_id=key_id)
         return found

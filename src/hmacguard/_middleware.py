@@ -21,6 +21,7 @@ not know how a signature base is built.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import math
@@ -179,7 +180,7 @@ class SignatureMiddleware:
         verifier: Verifier | None = None,
         nonce_store: NonceStore | None = None,
         require_nonce: bool | None = None,
-        exempt: Iterable[str] | Callable[[Scope], bool] = (),
+        exempt: Iterable[str] | Callable[[Scope], bool | None] = (),
         max_body_size: int = 1024 * 1024,
         body_timeout: float | None = 30.0,
         lookup_timeout: float | None = 1.0,
@@ -888,6 +889,14 @@ class SignatureMiddleware:
         before), which the answers must not (THREATS E1).
         """
         close = _announces_body(scope)
+        key_id = error.key_id
+        if (
+            key_id is not None
+            and len(key_id) >= _SECRET_TEXT_CHARS
+            and not self._verifier.keyring.holds(key_id)
+        ):
+            key_id = _masked(key_id)
+        cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
         logger.warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r)",
             scope.get("method", "WEBSOCKET"),
@@ -895,13 +904,15 @@ class SignatureMiddleware:
             error.reason,
             error.detail,
             error.label,
-            error.key_id,
+            key_id,
+            # The resolver's own exception, with its traceback: what went wrong there.
+            exc_info=cause,
             # The same facts as fields, for log pipelines that keep extras.
             extra={
                 "hmacguard_reason": error.reason,
                 "hmacguard_status": error.status,
                 "hmacguard_label": error.label,
-                "hmacguard_key_id": error.key_id,
+                "hmacguard_key_id": key_id,
             },
         )
         if self._on_error is not None and scope["type"] == "http":
@@ -1259,6 +1270,18 @@ def _url(scheme: str, authority: str, path: str, query: str | None) -> str:
     )
 
 
+# The shortest base64 text of a 32-byte secret: a key id this long that no static
+# key has may be a client's secret sent in its place (key id and secret swapped).
+_SECRET_TEXT_CHARS = 43
+
+
+def _masked(key_id: str) -> str:
+    """How a long, unknown key id is logged: its length and a short hash, which an
+    operator can compute from a key id to find it, never the text itself."""
+    digest = hashlib.sha256(key_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"<{len(key_id)} characters, sha256 {digest}>"
+
+
 def _announces_body(scope: Scope) -> bool:
     """Whether an HTTP/1 request announced a body: ``Transfer-Encoding``, or a
     ``Content-Length`` other than 0. (HTTP/2 and 3 have no ``Connection``
@@ -1326,8 +1349,8 @@ def _has_dot_segment(path: str) -> bool:
 
 
 def _exemptions(
-    exempt: Iterable[str] | Callable[[Scope], bool],
-) -> tuple[frozenset[str], tuple[str, ...], Callable[[Scope], bool] | None]:
+    exempt: Iterable[str] | Callable[[Scope], bool | None],
+) -> tuple[frozenset[str], tuple[str, ...], Callable[[Scope], bool | None] | None]:
     if callable(exempt):
         if inspect.iscoroutinefunction(exempt) or inspect.iscoroutinefunction(
             getattr(exempt, "__call__", None)  # noqa: B004  (an object with async __call__)
