@@ -702,7 +702,8 @@ class TwoOrigins:
     """``api.example`` behind the middleware, ``evil.example`` recording what it receives.
 
     ``api.example``: ``/go?code=307&to=URL`` redirects to ``to``, ``/loop`` redirects to
-    itself, anything else is the echo app. ``evil.example``: ``/back?to=URL`` redirects
+    itself, ``/t/dir?...`` (``code``, default 307) to ``/t/dir/?...`` as a router adds a
+    missing slash, anything else is the echo app. ``evil.example``: ``/back?to=URL`` redirects
     there with 307, anything else answers 200; ``received`` keeps each request's headers.
     """
 
@@ -715,6 +716,7 @@ class TwoOrigins:
             routes=[
                 Route("/go", self._go, methods=METHODS),
                 Route("/loop", self._loop, methods=METHODS),
+                Route("/t/dir", self._slash, methods=METHODS),
                 Mount("/", app=self.echo),
             ]
         )
@@ -725,6 +727,12 @@ class TwoOrigins:
     async def _go(self, request: Request) -> Response:
         await request.body()
         target = request.query_params["to"]
+        return RedirectResponse(target, status_code=int(request.query_params.get("code", 307)))
+
+    async def _slash(self, request: Request) -> Response:
+        await request.body()
+        query = request.url.query
+        target = "/t/dir/" + ("?" + query if query else "")
         return RedirectResponse(target, status_code=int(request.query_params.get("code", 307)))
 
     async def _loop(self, request: Request) -> Response:
@@ -792,17 +800,32 @@ async def test_manual_follow_of_a_303_drops_the_first_requests_digest() -> None:
 
 
 async def test_follow_redirects_re_signs_a_same_origin_307_with_its_body() -> None:
-    """HMACAuth(follow_redirects=True) re-signs a 307 hop: same body, new nonce, accepted."""
+    """HMACAuth(follow_redirects=True) re-signs a 307 hop to the same target with a slash
+    added (a router's redirect): same body, new nonce, accepted."""
     origins = TwoOrigins()
     async with origins.client(auth=make_auth(follow_redirects=True)) as client:
-        response = await client.post("/go?to=/t/next%20hop?z=1", content=BODY)
+        response = await client.post("/t/dir?z=1", content=BODY)
     assert response.status_code == 200, response.text
     seen = origins.echo.seen[-1]
-    assert (seen["method"], seen["raw_path"], seen["query"]) == ("POST", "/t/next%20hop", "z=1")
+    assert (seen["method"], seen["raw_path"], seen["query"]) == ("POST", "/t/dir/", "z=1")
     assert seen["sha256"] == hashlib.sha256(BODY).hexdigest()
     (first,) = response.history
     assert first.status_code == 307
     assert nonce_of(first.request) != nonce_of(response.request)
+
+
+@pytest.mark.parametrize("code", [307, 308])
+async def test_follow_redirects_never_re_signs_a_body_for_another_target(code: int) -> None:
+    """A 307/308 keeps the method and body, and the redirect response is not
+    authenticated: the auth never signs a POST /pay over again as a POST to a target the
+    response picked. The hop goes out unsigned and is refused; the app never acts."""
+    origins = TwoOrigins()
+    target = "/t/admin/users/42?action=delete"
+    async with origins.client(auth=make_auth(follow_redirects=True)) as client:
+        response = await client.post("/go", params={"to": target, "code": code}, content=BODY)
+    assert (response.status_code, response.json()["reason"]) == (401, "missing_signature")
+    assert "signature" not in response.request.headers
+    assert origins.echo.untouched()
 
 
 async def test_follow_redirects_303_turns_post_into_get_signed_without_digest() -> None:
@@ -906,8 +929,8 @@ def test_sync_client_auth_follow_redirects_re_signs_same_origin() -> None:
     origins = TwoOrigins()
     with sync_client(origins) as client:
         response = client.put(
-            "/go?code=308&to=/t/moved", json={"a": 1}, auth=make_auth(follow_redirects=True)
+            "/t/dir?code=308", json={"a": 1}, auth=make_auth(follow_redirects=True)
         )
     assert response.status_code == 200, response.text
-    assert origins.echo.seen[-1]["raw_path"] == "/t/moved"
+    assert origins.echo.seen[-1]["raw_path"] == "/t/dir/"
     assert json.loads(response.request.content) == {"a": 1}

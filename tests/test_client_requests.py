@@ -386,13 +386,14 @@ def test_redirect_default_sends_every_hop_unsigned() -> None:
 
 
 def test_follow_redirects_re_signs_a_same_origin_307_with_its_body() -> None:
-    """follow_redirects=True: the 307 hop is signed afresh over the same body and accepted."""
+    """follow_redirects=True: the 307 hop to the same target with a slash added is signed
+    afresh over the same body and accepted."""
     origins = TwoOrigins()
     session, adapter = session_for(origins, make_auth(follow_redirects=True))
-    response = session.post(ORIGIN + "/go?to=/t/next%20hop?z=1", data=BODY)
+    response = session.post(ORIGIN + "/t/dir?z=1", data=BODY)
     assert response.status_code == 200, response.text
     seen = origins.echo.seen[-1]
-    assert (seen["method"], seen["raw_path"], seen["query"]) == ("POST", "/t/next%20hop", "z=1")
+    assert (seen["method"], seen["raw_path"], seen["query"]) == ("POST", "/t/dir/", "z=1")
     assert seen["sha256"] == hashlib.sha256(BODY).hexdigest()
     first, hop = adapter.sent
     assert nonce_of(first["headers"]) != nonce_of(hop["headers"])
@@ -403,9 +404,22 @@ def test_follow_redirects_re_signs_a_file_body_without_rewinding() -> None:
     """A file body, read once into bytes, is re-sent on a 307 without requests rewinding it."""
     origins = TwoOrigins()
     session, _ = session_for(origins, make_auth(follow_redirects=True))
-    response = session.put(ORIGIN + "/go?to=/t/file", data=io.BytesIO(BODY))
+    response = session.put(ORIGIN + "/t/dir", data=io.BytesIO(BODY))
     assert response.status_code == 200, response.text
     assert origins.echo.seen[-1]["sha256"] == hashlib.sha256(BODY).hexdigest()
+
+
+@pytest.mark.parametrize("code", [307, 308])
+def test_follow_redirects_never_re_signs_a_body_for_another_target(code: int) -> None:
+    """A 307/308 to a target the (unauthenticated) redirect picked is not signed again:
+    a POST /pay never becomes a signed POST /admin/...; the hop is refused unsigned."""
+    origins = TwoOrigins()
+    session, adapter = session_for(origins, make_auth(follow_redirects=True))
+    target = "/t/admin/users/42?action=delete"
+    response = session.post(ORIGIN + "/go", params={"to": target, "code": code}, data=BODY)
+    assert (response.status_code, response.json()["reason"]) == (401, "missing_signature")
+    assert "Signature" not in adapter.sent[-1]["headers"]
+    assert origins.echo.untouched()
 
 
 def test_follow_redirects_303_becomes_a_signed_get() -> None:
@@ -445,13 +459,13 @@ def test_manual_follow_sends_a_next_request_signed_for_the_hop() -> None:
     """allow_redirects=False with follow_redirects=True: response.next is signed and accepted."""
     origins = TwoOrigins()
     session, _ = session_for(origins, make_auth(follow_redirects=True))
-    response = session.post(ORIGIN + "/go?to=/t/next", data=BODY, allow_redirects=False)
+    response = session.post(ORIGIN + "/t/dir", data=BODY, allow_redirects=False)
     assert response.status_code == 307
     assert response.next is not None
     assert "Signature" in response.next.headers
     followed = session.send(response.next, allow_redirects=False)
     assert followed.status_code == 200, followed.text
-    assert json.loads(followed.content)["raw_path"] == "/t/next"
+    assert json.loads(followed.content)["raw_path"] == "/t/dir/"
 
 
 def test_manual_follow_without_follow_redirects_gets_an_unsigned_next() -> None:

@@ -58,6 +58,7 @@ from hmacguard import (
 from hmacguard._message import normalise_authority, split_url
 
 BODY = b'{"item": "widget", "qty": 3}'
+UPGRADE = {"upgrade": "websocket"}  # what every WebSocket handshake carries
 JSON = {"content-type": "application/json"}
 
 
@@ -446,7 +447,7 @@ async def test_app_exceptions_are_not_swallowed() -> None:
 async def test_websocket_signed_handshake_is_accepted() -> None:
     """A signed handshake (verified as a GET with no body) reaches the Starlette websocket route."""
     protected = protect()
-    scope = websocket_scope("/ws", sign("GET", "/ws"))
+    scope = websocket_scope("/ws", sign("GET", "/ws", UPGRADE))
     exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
     assert [m["type"] for m in exchange.sent] == [
         "websocket.accept",
@@ -455,6 +456,28 @@ async def test_websocket_signed_handshake_is_accepted() -> None:
     ]
     echoed = json.loads(exchange.sent[1]["text"])
     assert (echoed["key_id"], echoed["n"], echoed["method"]) == ("client-1", 1, "WEBSOCKET")
+
+
+@pytest.mark.parametrize("upgrade_on_the_way", [True, False])
+async def test_a_signed_plain_get_never_opens_a_websocket(upgrade_on_the_way: bool) -> None:
+    """A client's signed GET /ws, given an Upgrade header on the way (which its signature
+    does not cover), must not open a WebSocket under its key: the handshake is refused
+    (1008) before accept, and the app never sees it."""
+    protected = protect()
+    signed = sign("GET", "/ws")  # a plain GET: no Upgrade signed
+    assert "upgrade" not in signed["Signature-Input"]
+    headers = {**signed, **UPGRADE} if upgrade_on_the_way else signed
+    scope = websocket_scope("/ws", headers)
+    exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
+    assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
+    assert protected.echo.untouched()
+
+
+def test_the_default_signature_of_a_handshake_covers_upgrade_and_its_key() -> None:
+    """Signer's defaults cover Upgrade (and a Sec-WebSocket-Key given) on a handshake."""
+    headers = {**UPGRADE, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    signed = sign("GET", "/ws", headers)
+    assert '"upgrade" "sec-websocket-key")' in signed["Signature-Input"]
 
 
 async def test_websocket_unsigned_handshake_is_closed_1008() -> None:
@@ -472,7 +495,9 @@ async def test_websocket_rejected_before_accept(scheme: str) -> None:
     """A bad handshake: the middleware reads websocket.connect and sends only close 1008."""
     protected = protect()
     scope = websocket_scope(
-        "/ws", sign("GET", f"{scheme.replace('ws', 'http')}://{HOST}/ws?x=1"), scheme=scheme
+        "/ws",
+        sign("GET", f"{scheme.replace('ws', 'http')}://{HOST}/ws?x=1", UPGRADE),
+        scheme=scheme,
     )
     exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
     assert exchange.sent == [{"type": "websocket.close", "code": 1008}]
@@ -484,7 +509,7 @@ async def test_websocket_rejected_before_accept(scheme: str) -> None:
 async def test_websocket_scheme_maps_to_http(scheme: str, signed: str) -> None:
     """A ws/wss handshake verifies against the http/https URL the client signed."""
     protected = protect()
-    scope = websocket_scope("/ws", sign("GET", f"{signed}://{HOST}/ws"), scheme=scheme)
+    scope = websocket_scope("/ws", sign("GET", f"{signed}://{HOST}/ws", UPGRADE), scheme=scheme)
     exchange = await drive(protected.middleware, scope, [{"type": "websocket.connect"}])
     assert exchange.sent[0]["type"] == "websocket.accept"
     assert protected.echo.count == 1

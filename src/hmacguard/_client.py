@@ -156,6 +156,25 @@ def remove_fields(headers: MutableMapping[str, Any], added: Mapping[str, str]) -
             del headers[name]
 
 
+def may_sign_hop(signed_url: str, method: str, url: str) -> bool:
+    """Whether a same-origin redirect hop may be signed by the auth that follows it.
+
+    The redirect response is not authenticated: whoever can answer (an
+    on-path attacker without TLS, an open redirect in the app) picks the
+    ``Location``, and the client would sign it with its key. A hop that keeps
+    a method other than GET or HEAD (a 307 or 308, or a 301/302 of a ``PUT``)
+    keeps its body too, so it is signed only when its target is the signed
+    request's, up to a trailing ``/`` on the path (the redirect a router sends
+    for a missing or extra slash): a ``POST /pay`` is never re-signed as a
+    ``POST /admin/users/42?action=delete``. A GET or HEAD hop (a 303 See Other,
+    or a 301/302 of a POST) is signed wherever it goes on the origin.
+    """
+    if method.upper() in ("GET", "HEAD"):
+        return True
+    signed, hop = urllib.parse.urlsplit(signed_url), urllib.parse.urlsplit(url)
+    return signed.path.rstrip("/") == hop.path.rstrip("/") and signed.query == hop.query
+
+
 def origin(url: str) -> tuple[str, str | None, int | None]:
     """The origin of an absolute URL: lowercase scheme and host, and the port (default filled in).
 

@@ -18,7 +18,14 @@ try:
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
     raise ImportError('HMACAuth needs httpx (or httpx2): pip install "hmacguard[httpx]"') from exc
 
-from ._client import RedirectWarning, SigningAuth, origin, remove_fields, sign_request
+from ._client import (
+    RedirectWarning,
+    SigningAuth,
+    may_sign_hop,
+    origin,
+    remove_fields,
+    sign_request,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -150,7 +157,8 @@ class HMACAuth(SigningAuth, AuthBase):
         _warn_if_client_followed(response, rounds, fields)
         if not self.follow_redirects:
             return
-        signed_origin = origin(str(request.url))
+        signed_url = str(request.url)
+        signed_origin = origin(signed_url)
         on_origin = True
         # next_request is set only when the client did not follow the redirect.
         while response.next_request is not None:
@@ -161,7 +169,11 @@ class HMACAuth(SigningAuth, AuthBase):
             # Once a hop has left the origin, a later hop back to it is not
             # signed: its URL (and for a 307/308, its method and body) was
             # chosen by another origin.
-            on_origin = on_origin and origin(str(hop.url)) == signed_origin
+            on_origin = (
+                on_origin
+                and origin(str(hop.url)) == signed_origin
+                and may_sign_hop(signed_url, hop.method, str(hop.url))
+            )
             if on_origin:
                 # The hop's body is the bytes read for the first request (or
                 # none, when the method changed to GET): no I/O here.

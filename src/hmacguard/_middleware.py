@@ -377,6 +377,14 @@ class SignatureMiddleware:
                         label=verified.label,
                         key_id=verified.key_id,
                     )
+            elif not _covers_upgrade(verified.components):
+                # A signed plain GET, given an unsigned Upgrade on the way, would
+                # open a WebSocket under its key: a handshake must sign that it is one.
+                raise InsufficientCoverage(
+                    "a WebSocket handshake's signature must cover upgrade",
+                    label=verified.label,
+                    key_id=verified.key_id,
+                )
             if self._memory is not None:
                 self._check_replay_in_memory(verified, self._memory, others)
             else:
@@ -1280,6 +1288,11 @@ def _masked(key_id: str) -> str:
     operator can compute from a key id to find it, never the text itself."""
     digest = hashlib.sha256(key_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"<{len(key_id)} characters, sha256 {digest}>"
+
+
+def _covers_upgrade(components: tuple[str, ...]) -> bool:
+    """Whether a signature covering ``components`` covers the ``Upgrade`` field."""
+    return any(spec.partition(";")[0] == "upgrade" for spec in components)
 
 
 def _announces_body(scope: Scope) -> bool:

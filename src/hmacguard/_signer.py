@@ -30,8 +30,10 @@ class _Default:
 
 #: The default covered components: ``@method @authority @path @query``, and
 #: any method-override header the request has (``x-http-method-override``,
-#: ``x-method-override``, ``x-http-method``); when the body is not empty, also
-#: ``content-digest`` and (if the request has that header) ``content-type``.
+#: ``x-method-override``, ``x-http-method``) and, for a WebSocket handshake,
+#: ``upgrade`` (and ``sec-websocket-key`` when given); when the body is not
+#: empty, also ``content-digest`` and (if the request has that header)
+#: ``content-type``.
 DEFAULT_COMPONENTS: Final = _Default()
 
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
@@ -43,6 +45,10 @@ _CONTENT_DIGEST = component_from_spec("content-digest")
 # as the middleware's _METHOD_OVERRIDES (a test keeps them equal).
 _METHOD_OVERRIDES: Final = ("x-http-method-override", "x-method-override", "x-http-method")
 _OVERRIDES = tuple(component_from_spec(name) for name in _METHOD_OVERRIDES)
+# A WebSocket handshake: SignatureMiddleware requires Upgrade covered (a signed
+# plain GET must not open a WebSocket), and a Sec-WebSocket-Key given to the
+# signer binds the signature to that one handshake.
+_HANDSHAKE = tuple(component_from_spec(name) for name in ("upgrade", "sec-websocket-key"))
 
 
 # What cannot be sent as it is in a request's URL: a space, a control character or a
@@ -104,6 +110,8 @@ def _default_components(headers: Mapping[str, list[str]], has_body: bool) -> tup
         or "x-http-method" in headers
     ):  # rare: three lookups rather than a loop over _OVERRIDES on every request
         components += tuple(c for c in _OVERRIDES if c.name in headers)
+    if "upgrade" in headers:
+        components += tuple(c for c in _HANDSHAKE if c.name in headers)
     if has_body:
         if "content-type" in headers:
             components += (_CONTENT_TYPE,)

@@ -35,7 +35,7 @@ try:
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
     raise ImportError('HMACAuth needs requests: pip install "hmacguard[requests]"') from exc
 
-from ._client import SigningAuth, origin, remove_fields, sign_request
+from ._client import SigningAuth, may_sign_hop, origin, remove_fields, sign_request
 
 __all__ = ["HMACAuth"]
 
@@ -86,7 +86,7 @@ class HMACAuth(SigningAuth, AuthBase):
                 responses.remove(hook)
         r.hooks = hooks
         fields = self.sign(r)
-        r.register_hook("response", _RedirectGuard(self, _origin(r), fields))
+        r.register_hook("response", _RedirectGuard(self, r.url or "", fields))
         return r
 
     def sign(self, r: PreparedRequest) -> dict[str, str]:
@@ -115,9 +115,10 @@ class _RedirectGuard:
     chain's current request carries (None once a hop went out unsigned).
     """
 
-    def __init__(self, auth: HMACAuth, signed_origin: object, fields: dict[str, str]) -> None:
+    def __init__(self, auth: HMACAuth, signed_url: str, fields: dict[str, str]) -> None:
         self.auth = auth
-        self.origin = signed_origin
+        self.url = signed_url
+        self.origin = origin(signed_url)
         self.fields: dict[str, str] | None = fields
 
     def __call__(self, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -133,7 +134,11 @@ class _RedirectGuard:
         if not self.auth.follow_redirects:
             return response
         hop = _next_hop(response)
-        if hop is None or _origin(hop) != self.origin:
+        if (
+            hop is None
+            or _origin(hop) != self.origin
+            or not may_sign_hop(self.url, hop.method or "GET", hop.url or "")
+        ):
             return response
         # Sign the hop requests will send (the same code computes it) and put
         # the fields on the request it will be copied from.
@@ -163,7 +168,7 @@ def _next_hop(response: Response) -> PreparedRequest | None:
 
 def _not_prepared(r: object) -> NoReturn:
     # httpx takes any callable as an auth and calls it with its own Request.
-    if type(r).__module__.split(".")[0] == "httpx":
+    if type(r).__module__.split(".")[0] in ("httpx", "httpx2"):
         raise TypeError(
             "hmacguard.requests.HMACAuth is the requests auth; for httpx use hmacguard.HMACAuth"
         )
