@@ -33,7 +33,7 @@ import pytest
 from asgi_helpers import logged_reasons
 from hmacguard import HMACKey, Signer
 from redis_server import RedisServer, require_redis_server
-from uvicorn_server import UvicornServer
+from uvicorn_server import UvicornServer, close_connections
 
 pytestmark = pytest.mark.redis
 
@@ -232,11 +232,7 @@ async def test_threat_R5_hundred_copies_split_across_A_and_B_one_accepted_per_ro
             winner = next(i for i, (status, _, _) in enumerate(responses) if status == 200)
             accepted_by[winner // (COPIES // 2)] += 1
         finally:
-            for _, writer in connections:
-                writer.close()
-            for _, writer in connections:
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
+            await close_connections(connections)
     assert served(a, b) - before == rounds
     assert sum(accepted_by.values()) == rounds
     # Every refused copy was logged as a replay, by whichever server refused it.

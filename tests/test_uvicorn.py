@@ -60,7 +60,7 @@ import pytest
 
 from asgi_helpers import logged_reasons
 from hmacguard import HMACKey, Signer
-from uvicorn_server import UvicornServer
+from uvicorn_server import UvicornServer, close_connections
 
 KEY_ID = "client-1"
 SECRET = b"uvicorn-end-to-end-secret-32byte"
@@ -412,11 +412,7 @@ async def test_threat_R5_hundred_concurrent_copies_one_accepted_per_round(
             )
             assert reasons == {"invalid_signature": COPIES - 1}  # told like a bad MAC (K2)
         finally:
-            for _, writer in connections:
-                writer.close()
-            for _, writer in connections:
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
+            await close_connections(connections)
     assert served(server) - before == rounds
     # The server logged every refused copy as a replay: nothing else went wrong.
     assert Counter(logged_reasons(server.log()[since:])) == {"replayed": rounds * (COPIES - 1)}

@@ -19,6 +19,8 @@ started with ``workers=2``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -39,6 +41,18 @@ SERVER_ERROR = re.compile(
     r"Exception in ASGI application|Traceback \(most recent call last\)|\" 500 "
 )
 STARTED = "Application startup complete"
+
+
+async def close_connections(
+    connections: Iterable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    """Close each connection and wait for it; one the server closed first is fine."""
+    writers = [writer for _, writer in connections]
+    for writer in writers:
+        writer.close()
+    for writer in writers:
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 class ServerFailed(RuntimeError):
