@@ -17,6 +17,7 @@ from ._errors import KeyLookupFailed
 
 __all__ = [
     "MAX_ID_BYTES",
+    "SECRET_TEXT_CHARS",
     "HMACKey",
     "KeyLookup",
     "Keyring",
@@ -41,7 +42,7 @@ _HEX_TEXT = re.compile(r"(?:0[xX])?[0-9a-fA-F]+")
 _TEXT_LINE = re.compile(rb"[\x21-\x7e]+\r?\n")
 # The shortest text a valid secret has: 32 bytes in base64 without padding.
 # A key id this long may be a secret passed in its place.
-_SECRET_TEXT_CHARS = 43
+SECRET_TEXT_CHARS = 43
 # Domain separation for HMACKey.fingerprint: never the plain hash of a secret.
 _FINGERPRINT_PREFIX = b"hmacguard key fingerprint v1\0"
 
@@ -138,7 +139,7 @@ def _swap_hint(key_id: str) -> str:
     ASCII) and fails on "client-1" as the secret; the error must then name the
     mistake without quoting the key id, which is the real secret.
     """
-    if len(key_id) < _SECRET_TEXT_CHARS:
+    if len(key_id) < SECRET_TEXT_CHARS:
         return ""
     return (
         f"; a key id of {len(key_id)} characters may be a secret: did you swap key_id and secret?"

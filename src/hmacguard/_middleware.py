@@ -53,7 +53,7 @@ from ._errors import (
     VerificationError,
     VerificationUnavailable,
 )
-from ._keys import Keys
+from ._keys import SECRET_TEXT_CHARS, Keys
 from ._message import (
     GOOD_HOSTS,
     MAX_HOST_PORT,
@@ -62,6 +62,7 @@ from ._message import (
     normalise_authority,
 )
 from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
+from ._signer import METHOD_OVERRIDES
 from ._verifier import VerifiedSignature, Verifier, covers_content_digest
 
 if TYPE_CHECKING:
@@ -900,7 +901,7 @@ class SignatureMiddleware:
         key_id = error.key_id
         if (
             key_id is not None
-            and len(key_id) >= _SECRET_TEXT_CHARS
+            and len(key_id) >= SECRET_TEXT_CHARS
             and not self._verifier.keyring.holds(key_id)
         ):
             key_id = _masked(key_id)
@@ -1155,10 +1156,6 @@ _REFUSED_NONCE = ("a nonce of a refused request", "its signature cannot be sent 
 _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"
 _NOT_A_LENGTH = "Content-Length is not a number"
 
-# Headers that frameworks honour to change the method the app acts on
-# (THREATS U6): unsigned, they would let a signed POST act as a DELETE.
-_METHOD_OVERRIDES = ("x-http-method-override", "x-method-override", "x-http-method")
-
 
 class _NotAnAnswer(TypeError):
     """The exempt callable returned something other than True, False or None."""
@@ -1166,7 +1163,8 @@ class _NotAnAnswer(TypeError):
 
 def _names_an_override(headers: Mapping[bytes, bytes]) -> bool:
     """Whether a header dict (lowercase byte names) holds a method-override field
-    (``_METHOD_OVERRIDES``, spelled out: three lookups, on every request)."""
+    (THREATS U6: unsigned, it would let a signed POST act as a DELETE): the
+    signer's ``METHOD_OVERRIDES``, spelled out, three lookups on every request."""
     return (
         b"x-http-method-override" in headers
         or b"x-method-override" in headers
@@ -1205,7 +1203,7 @@ def _check_one_line_each(raw: list[tuple[bytes, bytes]], verified: VerifiedSigna
 def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:
     """Refuse a method-override header that the signature does not cover."""
     names = {name.lower() for name, _ in raw}
-    for name in _METHOD_OVERRIDES:
+    for name in METHOD_OVERRIDES:
         if name.encode("ascii") in names and name not in verified.components:
             raise InsufficientCoverage(
                 f"the request carries {name}, which the signature does not cover",
@@ -1276,11 +1274,6 @@ def _url(scheme: str, authority: str, path: str, query: str | None) -> str:
     return (
         f"{scheme}://{authority}{path}" if query is None else f"{scheme}://{authority}{path}{query}"
     )
-
-
-# The shortest base64 text of a 32-byte secret: a key id this long that no static
-# key has may be a client's secret sent in its place (key id and secret swapped).
-_SECRET_TEXT_CHARS = 43
 
 
 def _masked(key_id: str) -> str:

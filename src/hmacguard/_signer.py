@@ -18,7 +18,7 @@ from ._message import HeadersLike, Message, check_body
 from ._signature_base import build_signature_base
 from ._structured_fields import StructuredFieldError, serialize_key, serialize_string
 
-__all__ = ["DEFAULT_COMPONENTS", "Signer"]
+__all__ = ["DEFAULT_COMPONENTS", "METHOD_OVERRIDES", "Signer"]
 
 
 class _Default:
@@ -39,12 +39,11 @@ DEFAULT_COMPONENTS: Final = _Default()
 _BASE = tuple(component_from_spec(c) for c in ("@method", "@authority", "@path", "@query"))
 _CONTENT_TYPE = component_from_spec("content-type")
 _CONTENT_DIGEST = component_from_spec("content-digest")
-# The headers frameworks honour to change the method an app acts on: the
-# middleware refuses one the signature does not cover (THREATS U6), so the
-# default covers each the request carries. The same names, in the same order,
-# as the middleware's _METHOD_OVERRIDES (a test keeps them equal).
-_METHOD_OVERRIDES: Final = ("x-http-method-override", "x-method-override", "x-http-method")
-_OVERRIDES = tuple(component_from_spec(name) for name in _METHOD_OVERRIDES)
+#: The headers frameworks honour to change the method an app acts on (THREATS
+#: U6): SignatureMiddleware refuses one the signature does not cover, so the
+#: default components cover each the request carries.
+METHOD_OVERRIDES: Final = ("x-http-method-override", "x-method-override", "x-http-method")
+_OVERRIDES = tuple(component_from_spec(name) for name in METHOD_OVERRIDES)
 # A WebSocket handshake: SignatureMiddleware requires Upgrade covered (a signed
 # plain GET must not open a WebSocket), and a Sec-WebSocket-Key given to the
 # signer binds the signature to that one handshake.
