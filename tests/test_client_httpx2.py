@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import httpx2  # the dev extra installs it: these tests must not be skipped
+import pytest
 
 from asgi_helpers import NOW, ORIGIN, SECRET, protect
 from hmacguard import HMACAuth
 from hmacguard.webhooks import StandardWebhooks, StandardWebhooksAuth
+from test_client import _run
 
 BODY = b'{"item": "widget", "qty": 3}'
 
@@ -102,3 +104,42 @@ def test_standard_webhooks_auth_signs_for_httpx2() -> None:
     request = sent[0]
     verified = StandardWebhooks(secret).verify(request.headers, request.content)
     assert verified.delivery_id == request.headers["webhook-id"]
+
+
+@pytest.mark.parametrize(("blocked", "used"), [("httpx2", "httpx"), ("httpx", "httpx2")])
+def test_the_auths_work_with_either_client_alone(blocked: str, used: str) -> None:
+    """With only one of the two installed (hmacguard[httpx], as the demo extra, or
+    hmacguard[httpx2]), both auths import and sign for that client."""
+    result = _run(
+        f"""
+        import sys
+        sys.modules[{blocked!r}] = None
+        import {used} as client_lib
+        from hmacguard import HMACAuth, Verifier
+        from hmacguard.webhooks import StandardWebhooks, StandardWebhooksAuth
+
+        auth = HMACAuth("client-1", b"k" * 32)
+        hook = StandardWebhooksAuth("whsec_" + "c2VjcmV0" * 5)
+        assert isinstance(auth, client_lib.Auth) and isinstance(hook, client_lib.Auth)
+        sent = []
+
+        def handler(request):
+            sent.append(request)
+            return client_lib.Response(200)
+
+        transport = client_lib.MockTransport(handler)
+        with client_lib.Client(transport=transport, auth=auth) as client:
+            client.post("https://api.example/orders", content=b'{{"a": 1}}')
+        with client_lib.Client(transport=transport, auth=hook) as client:
+            client.post("https://hooks.example/in", content=b"{{}}")
+        request, delivery = sent
+        url = "https://" + request.headers["host"] + request.url.raw_path.decode()
+        verified = Verifier({{"client-1": b"k" * 32}}).verify(
+            request.method, url, request.headers.raw, request.content
+        )
+        StandardWebhooks("whsec_" + "c2VjcmV0" * 5).verify(delivery.headers, delivery.content)
+        print(type(auth).__mro__[2].__module__, verified.key_id, {blocked!r} in sys.modules)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["hmacguard._httpx_base", "client-1", "True"]
