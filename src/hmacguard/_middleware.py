@@ -63,7 +63,7 @@ from ._message import (
 )
 from ._nonce_store import MemoryNonceStore, NonceStore, delivery_key, nonce_key
 from ._signer import METHOD_OVERRIDES
-from ._verifier import VerifiedSignature, Verifier, covers_content_digest
+from ._verifier import VerifiedSignature, Verifier, covers, covers_content_digest
 
 if TYPE_CHECKING:
     from .webhooks import WebhookProfile
@@ -252,6 +252,11 @@ class SignatureMiddleware:
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
         self._webhooks = _webhook_routes(webhooks)
         _check_exemptions_miss_webhooks(self._exact, self._prefixes, self._webhooks)
+        # Each webhook path's clock, chosen once: the profile's own, else the verifier's.
+        self._webhook_clocks = {
+            prefix: _webhook_clock(profile, self._verifier.clock)
+            for prefix, profile in self._webhooks
+        }
         self._any_exempt = bool(self._exact or self._prefixes or self._exempt_call)
         # Deliveries are always deduplicated, even with require_nonce=False.
         self._webhook_store: NonceStore | None = None
@@ -378,7 +383,7 @@ class SignatureMiddleware:
                         label=verified.label,
                         key_id=verified.key_id,
                     )
-            elif not _covers_upgrade(verified.components):
+            elif not covers(verified.components, "upgrade"):
                 # A signed plain GET, given an unsigned Upgrade on the way, would
                 # open a WebSocket under its key: a handshake must sign that it is one.
                 raise InsufficientCoverage(
@@ -775,7 +780,7 @@ class SignatureMiddleware:
             raw = scope["headers"]
             _, length, declared, _ = _scan_headers(raw)
             declared = _declared_size(length, declared)
-            now = _webhook_clock(profile, self._verifier.clock)()
+            now = self._webhook_clocks[endpoint]()
             # Headers first: a missing or stale signature is refused before
             # any body byte is read.
             profile.check_headers(raw, now=now)
@@ -1281,11 +1286,6 @@ def _masked(key_id: str) -> str:
     operator can compute from a key id to find it, never the text itself."""
     digest = hashlib.sha256(key_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"<{len(key_id)} characters, sha256 {digest}>"
-
-
-def _covers_upgrade(components: tuple[str, ...]) -> bool:
-    """Whether a signature covering ``components`` covers the ``Upgrade`` field."""
-    return any(spec.partition(";")[0] == "upgrade" for spec in components)
 
 
 def _announces_body(scope: Scope) -> bool:

@@ -105,12 +105,18 @@ class VerifiedSignature(NamedTuple):
 _DIGEST_COVERAGE: dict[tuple[str, ...], bool] = {}
 
 
+def covers(components: tuple[str, ...], name: str) -> bool:
+    """Whether a signature covering ``components`` (their short specs) covers the
+    field ``name``, with or without parameters."""
+    return any(spec.partition(";")[0] == name for spec in components)
+
+
 def covers_content_digest(components: tuple[str, ...]) -> bool:
     """Whether a signature covering ``components`` binds ``Content-Digest``
     (with or without parameters), memoised per component list."""
     found = _DIGEST_COVERAGE.get(components)
     if found is None:
-        found = any(spec.partition(";")[0] == "content-digest" for spec in components)
+        found = covers(components, "content-digest")
         if len(_DIGEST_COVERAGE) > 256:  # bounded: component lists come from requests
             _DIGEST_COVERAGE.clear()
         _DIGEST_COVERAGE[components] = found
