@@ -21,9 +21,11 @@ import types
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import JSONResponse
 
 import hmacguard
@@ -32,6 +34,7 @@ from asgi_helpers import (
     KEY,
     KEYS,
     NOW,
+    ORIGIN,
     SECRET,
     FakeClock,
     Message,
@@ -1044,6 +1047,45 @@ async def test_401_headers() -> None:
     assert "retry-after" not in response.headers
     for key_id in KEYS:
         assert key_id not in response.headers["accept-signature"]
+
+
+async def test_outer_middleware_editing_an_answer_changes_no_later_answer() -> None:
+    """An outer middleware may edit the headers of the message it is sent in place
+    (the raw-ASGI idiom ``message.setdefault("headers", []).append(...)``): each
+    refusal is sent its own header list, so no edit reaches a later answer."""
+    protected = protect()
+
+    async def tag_answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", b"1"))
+            await send(message)
+
+        await protected.middleware(scope, receive, tagged)
+
+    for _ in range(3):
+        exchange = await call(tag_answers, "GET", "/t")
+        assert exchange.status_code == 401
+        start = next(m for m in exchange.sent if m["type"] == "http.response.start")
+        assert [v for n, v in start["headers"] if n == b"x-request-id"] == [b"1"]
+    assert protected.echo.untouched()
+
+
+async def test_gzip_of_one_answer_does_not_reach_the_next() -> None:
+    """Starlette's GZipMiddleware, outside, compresses one client's 401 (editing the
+    headers in place); the next client, which accepts no gzip, gets a plain 401."""
+    protected = protect()
+    outer = GZipMiddleware(protected.middleware, minimum_size=10)
+    transport = httpx.ASGITransport(app=outer)
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
+        zipped = await client.get("/t", headers={"accept-encoding": "gzip"})
+        plain = await client.get("/t", headers={"accept-encoding": "identity"})
+    assert zipped.status_code == plain.status_code == 401
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert problem(plain)["reason"] == "missing_signature"
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    assert protected.echo.untouched()
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,11 @@ class ErrorResponder:
             cached = self._cache.get(reason)
             if cached is None:
                 cached = self._cache[reason] = self._build(error.status, reason, None, None)
-            return cached
+            status, headers, body = cached
+            # A new list each time: middleware outside this one may edit the
+            # headers of the message it is sent in place (GZipMiddleware adds
+            # Content-Encoding), which must not reach every later answer.
+            return status, list(headers), body
         return self._build(error.status, reason, error, base)
 
     def _build(
