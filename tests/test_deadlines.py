@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 import pytest
 
@@ -142,3 +144,35 @@ async def test_an_outside_cancellation_in_the_deadlines_turn_is_not_lost() -> No
     with pytest.raises(asyncio.CancelledError):
         await task
     assert reached == []
+
+
+def test_loops_in_many_threads_share_one_deadlines() -> None:
+    """One middleware serves loops in several threads at once (a TestClient per
+    test, each with its loop): their loops come and go while others watch reads,
+    and no watch fails (it once raised "dictionary changed size during
+    iteration", or a KeyError for a closed loop two threads both forgot)."""
+    deadlines = Deadlines(10.0)
+    errors: list[BaseException] = []
+
+    async def one_read() -> None:
+        await _read(deadlines, stall=0)
+
+    def worker() -> None:
+        for _ in range(150):
+            try:
+                asyncio.run(one_read())
+            except BaseException as exc:  # noqa: BLE001  (collected for the assertion)
+                errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(deadlines._queues) <= 6  # closed loops are forgotten

@@ -15,6 +15,7 @@ deque append or pop.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 
 __all__ = ["Deadlines", "Watch"]
@@ -52,15 +53,18 @@ class Deadlines:
     deadline has ``expired`` set and its task cancelled.
 
     Each event loop has its own queue; the last loop used is remembered, so
-    the usual single-loop server pays no lookup.
+    the usual single-loop server pays no lookup. Loops in several threads may
+    share one (a test client per test, each running its own loop): finding a
+    loop's queue, and forgetting closed loops, is done under a lock.
     """
 
-    __slots__ = ("_last", "_queues", "_timeout")
+    __slots__ = ("_last", "_lock", "_queues", "_timeout")
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
         self._last: _LoopQueue | None = None
+        self._lock = threading.Lock()
 
     def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object]) -> Watch:
         """Start watching ``task``'s body read on ``loop``."""
@@ -87,14 +91,15 @@ class Deadlines:
             queue.popleft()
 
     def _state(self, loop: asyncio.AbstractEventLoop) -> _LoopQueue:
-        # Loops that have closed will never sweep again: forget them.
-        for old in [known for known in self._queues if known.is_closed()]:
-            del self._queues[old]
-        state = self._queues.get(loop)
-        if state is None:
-            state = self._queues[loop] = _LoopQueue(loop)
-        self._last = state
-        return state
+        with self._lock:
+            # Loops that have closed will never sweep again: forget them.
+            for old in [known for known in self._queues if known.is_closed()]:
+                del self._queues[old]
+            state = self._queues.get(loop)
+            if state is None:
+                state = self._queues[loop] = _LoopQueue(loop)
+            self._last = state
+            return state
 
     def _sweep(self, state: _LoopQueue) -> None:
         state.handle = None

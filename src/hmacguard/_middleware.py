@@ -1430,7 +1430,13 @@ async def _watched(
     was also cancelled from outside (the server's shutdown, an outer timeout)
     in the same turn, that cancellation stands and is raised.
     """
-    watch = deadlines.watch(loop, task)
+    try:
+        watch = deadlines.watch(loop, task)
+    except BaseException:
+        close = getattr(call, "close", None)
+        if close is not None:
+            close()  # never awaited: no "coroutine was never awaited" left behind
+        raise
     try:
         return await call
     except asyncio.CancelledError:
