@@ -161,7 +161,7 @@ def test_loops_in_many_threads_share_one_deadlines() -> None:
         for _ in range(150):
             try:
                 asyncio.run(one_read())
-            except BaseException as exc:  # noqa: BLE001  (collected for the assertion)
+            except BaseException as exc:  # collected for the assertion
                 errors.append(exc)
 
     interval = sys.getswitchinterval()

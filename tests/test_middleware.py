@@ -1858,3 +1858,94 @@ async def test_a_failing_resolver_is_logged_with_its_traceback_and_key_id(
     assert "key_id='client-1'" in caplog.text
     assert "RuntimeError: vault answered 403" in caplog.text
     assert "Traceback" in caplog.text
+
+
+# -- under trio ----------------------------------------------------------------------
+
+
+def _under_trio(
+    middleware: SignatureMiddleware, scope: dict[str, Any], receive: Any
+) -> tuple[list[Message], float]:
+    """Run one request through ``middleware`` under trio; the messages sent, and the
+    seconds it took (a hang fails after 5 s)."""
+    trio = pytest.importorskip("trio")
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> float:
+        started = trio.current_time()
+        with trio.fail_after(5):
+            await middleware(scope, receive, send)
+        return float(trio.current_time() - started)
+
+    return sent, trio.run(main)
+
+
+def test_under_trio_a_stalled_body_is_answered_408() -> None:
+    """body_timeout holds under trio too (THREATS B8): half a body, then nothing, is
+    answered 408 after body_timeout, and the app is not called."""
+    trio = pytest.importorskip("trio")
+    protected = protect(body_timeout=0.2)
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    first = {"type": "http.request", "body": BODY[:5], "more_body": True}
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return first
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    sent, seconds = _under_trio(protected.middleware, scope, receive)
+    assert sent[0]["status"] == 408
+    assert json.loads(sent[1]["body"])["reason"] == "body_timeout"
+    assert 0.2 <= seconds < 2
+    assert protected.echo.untouched()
+
+
+def test_under_trio_a_body_that_arrives_in_time_is_verified() -> None:
+    """A body that arrives late, but within body_timeout, passes through as under asyncio."""
+    trio = pytest.importorskip("trio")
+    protected = protect(body_timeout=2.0)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+
+    async def receive() -> Message:
+        await trio.sleep(0.05)
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent, _ = _under_trio(protected.middleware, scope, receive)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert protected.echo.count == 1
+
+
+class _TrioHangingStore:
+    """A nonce store of one's own that never answers (under trio)."""
+
+    async def add(self, key: str, ttl: float) -> bool:
+        import trio  # noqa: PLC0415  (only the trio tests use it)
+
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_under_trio_a_hanging_store_is_cut_off_at_lookup_timeout() -> None:
+    """lookup_timeout holds under trio: a store that never answers is answered 503
+    with Retry-After after lookup_timeout, and the app is not called."""
+    pytest.importorskip("trio")
+    protected = protect(nonce_store=_TrioHangingStore(), lookup_timeout=0.2)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    sent, seconds = _under_trio(protected.middleware, scope, receive)
+    assert sent[0]["status"] == 503
+    assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
+    assert json.loads(sent[1]["body"])["reason"] == "nonce_store_unavailable"
+    assert 0.2 <= seconds < 2
+    assert protected.echo.untouched()

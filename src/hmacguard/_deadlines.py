@@ -66,6 +66,11 @@ class Deadlines:
         self._last: _LoopQueue | None = None
         self._lock = threading.Lock()
 
+    @property
+    def timeout(self) -> float:
+        """The seconds a watched read may take."""
+        return self._timeout
+
     def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object]) -> Watch:
         """Start watching ``task``'s body read on ``loop``."""
         state = self._last

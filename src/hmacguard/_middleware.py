@@ -128,15 +128,16 @@ class SignatureMiddleware:
             refused at construction, and the callable is not asked about them.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
         body_timeout: seconds a request with a body has to deliver all of it
-            (default 30); then 408 ``body_timeout``. None waits forever
-            (THREATS B8: a client trickling its body holds the request).
+            (default 30); then 408 ``body_timeout``, under asyncio and trio.
+            None waits forever (THREATS B8: a client trickling its body holds
+            the request).
         lookup_timeout: seconds a nonce store or an async key resolver of
             your own has to answer (default 1); then 503
             ``nonce_store_unavailable`` or ``key_lookup_failed``, and the
             call is cancelled. hmacguard's own stores are not watched:
             ``MemoryNonceStore`` never waits, ``RedisNonceStore`` has its own
             ``timeout``. None waits as long as the store or resolver does.
-            Only under asyncio; a synchronous resolver cannot be cut short.
+            Under asyncio and trio; a synchronous resolver cannot be cut short.
         authority: the external ``host[:port]`` clients sign, when a proxy
             changes ``Host``; never taken from ``X-Forwarded-*``.
         scheme: the external scheme (``"https"`` behind TLS termination).
@@ -628,14 +629,21 @@ class SignatureMiddleware:
         without suspending (it is stepped once here to find out), which needs
         no timer. A read that waits is watched by :class:`Deadlines`, which
         cancels this task when the time is up (one timer per event loop, not
-        one per request); only that cancellation becomes a 408. Outside
-        asyncio (trio) a read that waits is resumed without a watch, and the
-        server's own limits apply. A request announcing no body
+        one per request); only that cancellation becomes a 408. Under trio
+        the read that waits is resumed in a cancel scope of ``body_timeout``
+        seconds instead. A request announcing no body
         (``Content-Length: 0``) is not watched.
         """
         deadlines = self._deadlines
         if deadlines is None or declared == 0:
             return await _receive_body(receive, limit, digest)
+        if "trio" in sys.modules and _running_trio() is not None:
+            # Not stepped: a receive() that enters a cancel scope before it
+            # waits must run inside this one from the start (trio checks that
+            # cancel scopes nest).
+            return await self._bounded(
+                deadlines, _receive_body(receive, limit, digest), self._body_timed_out
+            )
         waiting = receive().__await__()
         try:
             pending = waiting.send(None)
@@ -649,20 +657,35 @@ class SignatureMiddleware:
         else:  # receive() is waiting: it is resumed, under the watch if there is a loop
             rest = _resumed_body(waiting, pending, receive, limit, digest)
         # Only now, when a timer is needed, the loop: on Python 3.11 every lookup
-        # of the running loop is a getpid() system call. Not under asyncio (e.g.
-        # trio), there is no timer to set. (asyncio.current_task() would raise
+        # of the running loop is a getpid() system call. Not under asyncio, trio
+        # has its own deadlines. (asyncio.current_task() would raise
         # RuntimeError there; the loop lookup raises nothing.)
+        return await self._bounded(deadlines, rest, self._body_timed_out)
+
+    def _body_timed_out(self) -> BodyTimeout:
+        return BodyTimeout(f"the body was not complete after {self._body_timeout} s")
+
+    async def _bounded(
+        self,
+        deadlines: Deadlines,
+        call: Awaitable[_T],
+        timed_out: Callable[[], VerificationError],
+    ) -> _T:
+        """Await ``call`` for at most ``deadlines.timeout`` seconds, else raise
+        ``timed_out()``: under asyncio watched by ``deadlines``, under trio in a
+        cancel scope, under anything else not bounded (awaited as is)."""
         loop = _running_loop()
-        task = None if loop is None else asyncio.current_task(loop)
-        if loop is None or task is None:
-            return await rest
-        return await _watched(
-            deadlines,
-            loop,
-            task,
-            rest,
-            lambda: BodyTimeout(f"the body was not complete after {self._body_timeout} s"),
-        )
+        if loop is None:
+            trio = _running_trio()
+            if trio is None:
+                return await call
+            with trio.move_on_after(deadlines.timeout):
+                return await call
+            raise timed_out()
+        task = asyncio.current_task(loop)
+        if task is None:
+            return await call
+        return await _watched(deadlines, loop, task, call, timed_out)
 
     async def _within(
         self,
@@ -672,15 +695,11 @@ class SignatureMiddleware:
         what: str,
     ) -> _T:
         """Await ``call`` (a store's or a key resolver's); past ``lookup_timeout``,
-        cancel it and raise ``error``. Unwatched without ``deadlines`` or asyncio."""
-        loop = None if deadlines is None else _running_loop()
-        task = None if loop is None else asyncio.current_task(loop)
-        if deadlines is None or loop is None or task is None:
+        cancel it and raise ``error``. Unbounded without ``deadlines``."""
+        if deadlines is None:
             return await call
-        return await _watched(
+        return await self._bounded(
             deadlines,
-            loop,
-            task,
             call,
             lambda: error(f"{what} did not answer within {self._lookup_timeout} s"),
         )
@@ -1460,6 +1479,22 @@ async def _resumed_body(
     """:func:`_receive_body`, once the ``receive()`` that :meth:`SignatureMiddleware._body`
     stepped (and found waiting, on ``pending``) has returned the first message."""
     return await _receive_body(receive, limit, digest, await _resume(waiting, pending))
+
+
+def _running_trio() -> Any:
+    """The ``trio`` module when this task runs under trio, else None.
+
+    trio is not a dependency: it is only looked for once something has
+    imported it, as anything running under it has.
+    """
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return None
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:  # imported, but not what runs this task
+        return None
+    return trio
 
 
 def _bounds_itself(store: object) -> bool:
