@@ -44,7 +44,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from asgi_helpers import logged_reasons, problem, protect, sign
+from asgi_helpers import logged_reasons, problem, protect, sign, signed_scope
 from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
 from local_server import HOST, free_port
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
@@ -1097,3 +1097,28 @@ def test_missing_redis_names_the_extra_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == 'RedisNonceStore needs redis: pip install "hmacguard[redis]"'
+
+
+def test_under_trio_the_store_says_it_needs_asyncio(caplog: pytest.LogCaptureFixture) -> None:
+    """Under trio there is no asyncio loop to run the client on: each request is a
+    503 whose logged cause says so, not a bare "RuntimeError"."""
+    trio = pytest.importorskip("trio")
+    store = RedisNonceStore("redis://127.0.0.1:1/0")
+    with pytest.raises(NonceStoreUnavailable, match="asyncio only"):
+        trio.run(store.add, "k", 10.0)
+
+    protected = protect(nonce_store=store)
+    scope, messages = signed_scope("POST", "/t", b"{}", {"content-type": "application/json"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.WARNING, logger="hmacguard"):
+        trio.run(protected.middleware, scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert "RedisNonceStore runs under asyncio only" in caplog.text
+    assert protected.echo.untouched()

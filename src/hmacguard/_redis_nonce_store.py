@@ -234,8 +234,12 @@ class RedisNonceStore:
             raise ValueError("ttl must be a positive number of seconds")
         # PX takes whole milliseconds: round up, so a nonce is never forgotten early.
         milliseconds = max(1, math.ceil(ttl * 1000))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise NonceStoreUnavailable(_NOT_ASYNCIO) from None
         if self._given is None:
-            client = self._clients.get(asyncio.get_running_loop()) or self._client()
+            client = self._clients.get(loop) or self._client()
             try:
                 # The client bounds the call by the timeout, connecting included.
                 reply = await client.set_nx_px(self.redis_key(key), milliseconds)
@@ -254,7 +258,7 @@ class RedisNonceStore:
             return self._unavailable(reply)
         if not self._policy_checked:
             self._policy_checked = True
-            task = asyncio.get_running_loop().create_task(self._check_policy(sender.client))
+            task = loop.create_task(self._check_policy(sender.client))
             self._policy_tasks.add(task)
             task.add_done_callback(self._policy_tasks.discard)
         return bool(reply)
@@ -527,6 +531,12 @@ def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+_NOT_ASYNCIO = (
+    "RedisNonceStore runs under asyncio only, and no asyncio event loop is running "
+    "(under trio, use a store of your own)"
+)
 
 
 def _failure_name(exc: BaseException) -> str:
