@@ -237,10 +237,14 @@ class TestRedisClusterNonceStore(NonceStoreContract):
     def test_repr_names_the_startup_node(
         self, store: RedisNonceStore, redis_cluster: LocalRedisCluster
     ) -> None:
-        """The repr names the cluster by the node the client started from."""
-        assert repr(store).startswith(
-            f"RedisNonceStore('cluster {HOST}:{redis_cluster.nodes[0].port}', "
-        )
+        """The repr names the cluster by the node the client started from (redis-py
+        before 7.0 keeps no list of the nodes given: there, the nodes it knows)."""
+        first = f"{HOST}:{redis_cluster.nodes[0].port}"
+        if hasattr(store._given, "startup_nodes"):
+            assert repr(store).startswith(f"RedisNonceStore('cluster {first}', ")
+        else:
+            assert repr(store).startswith("RedisNonceStore('cluster ")
+            assert first in repr(store).split("'")[1].removeprefix("cluster ").split(",")
 
     async def test_keys_spread_over_every_node(
         self, store: RedisNonceStore, redis_cluster: LocalRedisCluster, prefix: str

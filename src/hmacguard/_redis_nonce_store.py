@@ -688,7 +688,12 @@ def _redact(url: str) -> str:
 def _describe(client: Redis | RedisCluster) -> str:
     """Where a given client points, without its credentials."""
     if isinstance(client, RedisCluster):
-        return "cluster " + ",".join(node.name for node in client.startup_nodes)
+        # The nodes it was given: RedisCluster.startup_nodes from redis-py 7.0 on;
+        # before, only the nodes manager's, which grow with the nodes discovered.
+        given = getattr(client, "startup_nodes", None)
+        if given is not None:
+            return "cluster " + ",".join(node.name for node in given)
+        return "cluster " + ",".join(client.nodes_manager.startup_nodes)
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
