@@ -10,6 +10,8 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
+
 import hmacguard
 from hmacguard import RedirectWarning
 
@@ -43,9 +45,35 @@ def test_all_lists_exactly_the_public_names() -> None:
         and name != "annotations"
         and not isinstance(value, types.ModuleType)
     }
-    # Names whose modules need an extra are loaded on first use, not at import.
-    public |= set(hmacguard._LAZY)
+    # Names whose modules need an extra are loaded on first use, not at import,
+    # and are not in __all__ (a star import must work without the extras).
     assert set(hmacguard.__all__) == public
+    assert not set(hmacguard._LAZY) & public
+
+
+@pytest.mark.parametrize("package", ["hmacguard", "hmacguard.webhooks"])
+def test_star_import_needs_no_extra(package: str) -> None:
+    """``from hmacguard import *`` works with no extra installed (httpx, httpx2 and
+    redis hidden), and the names that need one still say which when imported."""
+    code = (
+        "import sys\n"
+        "for name in ('httpx', 'httpx2', 'redis'):\n"
+        "    sys.modules[name] = None\n"
+        f"from {package} import *\n"
+        f"import {package} as package\n"
+        "for name in package._LAZY:\n"
+        "    try:\n"
+        "        getattr(package, name)\n"
+        "    except ImportError as exc:\n"
+        "        assert 'pip install' in str(exc), exc\n"
+        "    else:\n"
+        "        raise AssertionError(name)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.stdout == "ok\n", result.stderr
 
 
 def test_every_exported_name_is_importable() -> None:

@@ -126,14 +126,15 @@ def test_sender_is_an_httpx_auth_needing_the_body() -> None:
 
 
 def test_webhooks_all_is_sorted_and_complete() -> None:
-    """``hmacguard.webhooks.__all__`` is sorted and lists exactly the public names."""
+    """``hmacguard.webhooks.__all__`` is sorted and lists exactly the public names
+    that need no extra; ``StandardWebhooksAuth`` (httpx) is loaded on first use."""
     names = hmacguard.webhooks.__all__
     assert names == sorted(names)
+    assert set(hmacguard.webhooks._LAZY) == {"StandardWebhooksAuth"}
     assert set(names) == {
         "GitHub",
         "Slack",
         "StandardWebhooks",
-        "StandardWebhooksAuth",
         "Stripe",
         "VerifiedWebhook",
         "WebhookProfile",

@@ -55,7 +55,8 @@ if typing.TYPE_CHECKING:
 
 __version__ = "0.1.0.dev0"
 
-# Names whose modules import an extra: loaded by __getattr__ on first use.
+# Names whose modules import an extra: loaded by __getattr__ on first use, and
+# left out of __all__, so that `from hmacguard import *` works without extras.
 _LAZY = {"HMACAuth": "._httpx_auth", "RedisNonceStore": "._redis_nonce_store"}
 
 
@@ -77,7 +78,6 @@ __all__ = [
     "DigestMismatch",
     "DigestVerifier",
     "Expired",
-    "HMACAuth",
     "HMACKey",
     "InsufficientCoverage",
     "InvalidParameters",
@@ -93,7 +93,6 @@ __all__ = [
     "NonceStoreUnavailable",
     "NotYetValid",
     "RedirectWarning",
-    "RedisNonceStore",
     "Replayed",
     "SignatureMiddleware",
     "Signer",

@@ -22,7 +22,8 @@ from .stripe import Stripe as Stripe
 if typing.TYPE_CHECKING:
     from .sender import StandardWebhooksAuth as StandardWebhooksAuth
 
-# Names whose modules import an extra: loaded by __getattr__ on first use.
+# Names whose modules import an extra: loaded by __getattr__ on first use, and
+# left out of __all__, so that `from hmacguard.webhooks import *` works without extras.
 _LAZY = {"StandardWebhooksAuth": ".sender"}
 
 
@@ -39,7 +40,6 @@ __all__ = [
     "GitHub",
     "Slack",
     "StandardWebhooks",
-    "StandardWebhooksAuth",
     "Stripe",
     "VerifiedWebhook",
     "WebhookProfile",
