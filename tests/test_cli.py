@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+import hmacguard
 from asgi_helpers import logged_reasons
 from hmacguard import HMACKey, Verifier
 from hmacguard._cli import main, parse_request
@@ -727,6 +728,13 @@ def test_verify_now_must_be_a_finite_number(cli: Run, now: str):
 
 
 # -- help and import isolation -------------------------------------------------------
+
+
+def test_version_prints_the_package_version(cli: Run) -> None:
+    """`hmacguard --version` prints the package's version and exits 0, with no COMMAND."""
+    result = cli("--version")
+    assert result.code == 0
+    assert result.out == f"hmacguard {hmacguard.__version__}\n"
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -356,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
             "      --request captured.http --explain\n\n" + _EXIT_CODES
         ),
     )
+    from . import __version__  # noqa: PLC0415  (the package imports this module's callers)
+
+    parser.add_argument("--version", action="version", version=f"hmacguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
