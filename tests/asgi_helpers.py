@@ -348,7 +348,7 @@ def problem(response: httpx.Response | Exchange) -> dict[str, Any]:
 
 
 #: The WARNING the middleware logs for every rejection (``SignatureMiddleware._reject``):
-#: ``hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=...)``.
+#: ``hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=..., client=...)``.
 _REJECTED = re.compile(
     r"hmacguard rejected \S+ (?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|None): ([a-z_]+): "
 )

@@ -1283,6 +1283,26 @@ async def test_rejections_log_a_warning_without_secrets(caplog: pytest.LogCaptur
     assert records[0].hmacguard_key_id == "nobody"
 
 
+@pytest.mark.parametrize(
+    ("client", "logged"),
+    [(("203.0.113.7", 50123), "203.0.113.7"), (None, None), (["::1", 1], "::1"), ((), None)],
+)
+async def test_rejections_log_the_peer_address(
+    caplog: pytest.LogCaptureFixture, client: Any, logged: str | None
+) -> None:
+    """The rejection log names the peer the server names (scope["client"], host only:
+    the client, or the proxy in front of it), so an operator can tell one noisy
+    source from many; a server that names none, or names it oddly, logs None."""
+    caplog.set_level(logging.WARNING, logger="hmacguard")
+    protected = protect()
+    scope = http_scope("GET", "/t")
+    scope["client"] = client
+    assert (await drive(protected.middleware, scope)).status_code == 401
+    (record,) = [r for r in caplog.records if r.name == "hmacguard"]
+    assert record.hmacguard_client == logged
+    assert record.getMessage().endswith(f"client={logged})")
+
+
 async def test_starlette_middleware_stack() -> None:
     """SignatureMiddleware works in Starlette(middleware=[Middleware(...)])."""
     from starlette.applications import Starlette  # noqa: PLC0415

@@ -930,14 +930,16 @@ class SignatureMiddleware:
         ):
             key_id = _masked(key_id)
         cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
+        client = _client_host(scope)
         logger.warning(
-            "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r)",
+            "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%s)",
             scope.get("method", "WEBSOCKET"),
             scope.get("path"),
             error.reason,
             error.detail,
             error.label,
             key_id,
+            client,
             # The resolver's own exception, with its traceback: what went wrong there.
             exc_info=cause,
             # The same facts as fields, for log pipelines that keep extras.
@@ -946,6 +948,7 @@ class SignatureMiddleware:
                 "hmacguard_status": error.status,
                 "hmacguard_label": error.label,
                 "hmacguard_key_id": key_id,
+                "hmacguard_client": client,
             },
         )
         if self._on_error is not None and scope["type"] == "http":
@@ -1479,6 +1482,17 @@ async def _resumed_body(
     """:func:`_receive_body`, once the ``receive()`` that :meth:`SignatureMiddleware._body`
     stepped (and found waiting, on ``pending``) has returned the first message."""
     return await _receive_body(receive, limit, digest, await _resume(waiting, pending))
+
+
+def _client_host(scope: Scope) -> str | None:
+    """The address of the peer the server names (``scope["client"]``), for the log:
+    the client's, or a proxy's in front of it. None when the server names none."""
+    client = scope.get("client")
+    try:
+        host = client[0]  # type: ignore[index]
+    except (TypeError, IndexError, KeyError):
+        return None
+    return host if isinstance(host, str) else None
 
 
 def _running_trio() -> Any:
