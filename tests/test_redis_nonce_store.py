@@ -460,6 +460,54 @@ async def test_threat_R7_error_reply_is_unavailable(own_redis: RedisServer, conn
     assert await store.add("second", TTL) is True
 
 
+# -- ping, for readiness probes --------------------------------------------------------------
+
+
+async def test_ping_answers_when_redis_does(redis_server: RedisServer, connect: Any) -> None:
+    """ping() returns when Redis answers PING, and sends nothing else (no key written)."""
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
+    client = redis_server.client()
+    try:
+        before = client.dbsize()
+        assert await store.ping() is None
+        assert await store.ping() is None  # on the connection the first one opened
+        assert client.dbsize() == before
+    finally:
+        client.close()
+
+
+async def test_ping_raises_when_nothing_listens(connect: Any) -> None:
+    """Nothing listening: NonceStoreUnavailable at once, naming the failure class."""
+    store = connect(f"redis://{HOST}:{free_port()}/0")
+    with pytest.raises(NonceStoreUnavailable, match="ConnectionError"):
+        await store.ping()
+
+
+async def test_ping_raises_within_the_timeout_when_redis_hangs(
+    blackhole: str, connect: Any
+) -> None:
+    """A server that never answers: NonceStoreUnavailable within the timeout."""
+    store = connect(blackhole, timeout=0.1)
+    started = time.monotonic()
+    with pytest.raises(NonceStoreUnavailable, match="TimeoutError"):
+        await store.ping()
+    assert time.monotonic() - started < 0.1 + SLACK
+
+
+async def test_ping_tells_the_truth_under_fail_open(connect: Any) -> None:
+    """fail_open=True accepts requests when Redis is down; ping() still says it is down."""
+    store = connect(f"redis://{HOST}:{free_port()}/0", fail_open=True)
+    assert await store.add("k", TTL) is True  # accepted without a replay check
+    with pytest.raises(NonceStoreUnavailable):
+        await store.ping()
+
+
+async def test_ping_on_a_cluster(cluster_client: Any, make_store: Any) -> None:
+    """ping() through a given RedisCluster client."""
+    store: RedisNonceStore = make_store(cluster_client, timeout=ANSWER_TIMEOUT)
+    assert await store.ping() is None
+
+
 async def fill(store: RedisNonceStore, client: redis.Redis, until_gone: str = "") -> int:
     """Add nonces 100 at a time until Redis refuses one (or evicts ``until_gone``)."""
     added = 0
@@ -1110,6 +1158,8 @@ def test_under_trio_the_store_says_it_needs_asyncio(caplog: pytest.LogCaptureFix
     store = RedisNonceStore("redis://127.0.0.1:1/0")
     with pytest.raises(NonceStoreUnavailable, match="asyncio only"):
         trio.run(store.add, "k", 10.0)
+    with pytest.raises(NonceStoreUnavailable, match="asyncio only"):
+        trio.run(store.ping)
 
     protected = protect(nonce_store=store)
     scope, messages = signed_scope("POST", "/t", b"{}", {"content-type": "application/json"})

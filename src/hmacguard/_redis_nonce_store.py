@@ -286,6 +286,34 @@ class RedisNonceStore:
                 _failure_name(exc),
             )
 
+    async def ping(self) -> None:
+        """Check that Redis answers (one ``PING``, within ``timeout``), for a
+        readiness probe: a worker whose store cannot answer refuses every
+        signed request with 503.
+
+        Raises:
+            NonceStoreUnavailable: Redis did not answer in time, or answered
+                with an error; whatever ``fail_open`` says, as a probe must
+                tell the truth. Its message names the failure's class, never
+                the server's message.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise NonceStoreUnavailable(_NOT_ASYNCIO) from None
+        try:
+            if self._given is None:
+                client = self._clients.get(loop) or self._client()
+                reply = await client.command(b"PING")
+                if isinstance(reply, BaseException):
+                    raise reply
+            else:
+                await _within(self._timeout, self._given.ping())
+        except _UNAVAILABLE as exc:
+            raise NonceStoreUnavailable(
+                f"Redis at {self._where} did not answer: {_failure_name(exc)}"
+            ) from None
+
     async def aclose(self) -> None:
         """Close the connections this store opened in the running event loop.
 
