@@ -1285,14 +1285,26 @@ async def test_rejections_log_a_warning_without_secrets(caplog: pytest.LogCaptur
 
 @pytest.mark.parametrize(
     ("client", "logged"),
-    [(("203.0.113.7", 50123), "203.0.113.7"), (None, None), (["::1", 1], "::1"), ((), None)],
+    [
+        (("203.0.113.7", 50123), "203.0.113.7"),
+        (None, None),
+        (["::1", 1], "::1"),
+        ((), None),
+        # Behind uvicorn --forwarded-allow-ips, X-Forwarded-For becomes the client:
+        # quoted, it cannot end the line and start a forged one.
+        (
+            ("1.2.3.4) hmacguard accepted POST '/admin'\nx", 0),
+            "1.2.3.4) hmacguard accepted POST '/admin'\nx",
+        ),
+    ],
 )
 async def test_rejections_log_the_peer_address(
     caplog: pytest.LogCaptureFixture, client: Any, logged: str | None
 ) -> None:
     """The rejection log names the peer the server names (scope["client"], host only:
     the client, or the proxy in front of it), so an operator can tell one noisy
-    source from many; a server that names none, or names it oddly, logs None."""
+    source from many; a server that names none, or names it oddly, logs None. It is
+    quoted, as the path and key id are: a proxy header may have written it."""
     caplog.set_level(logging.WARNING, logger="hmacguard")
     protected = protect()
     scope = http_scope("GET", "/t")
@@ -1300,7 +1312,8 @@ async def test_rejections_log_the_peer_address(
     assert (await drive(protected.middleware, scope)).status_code == 401
     (record,) = [r for r in caplog.records if r.name == "hmacguard"]
     assert record.hmacguard_client == logged
-    assert record.getMessage().endswith(f"client={logged})")
+    assert record.getMessage().endswith(f"client={logged!r})")
+    assert "\n" not in record.getMessage()
 
 
 async def test_starlette_middleware_stack() -> None:
@@ -1969,3 +1982,87 @@ def test_under_trio_a_hanging_store_is_cut_off_at_lookup_timeout() -> None:
     assert json.loads(sent[1]["body"])["reason"] == "nonce_store_unavailable"
     assert 0.2 <= seconds < 2
     assert protected.echo.untouched()
+
+
+# -- a second SignatureMiddleware on the way ---------------------------------------------
+
+
+class _AsyncMemoryStore:
+    """A store of one's own (awaited, not hmacguard's memory store) over a memory store."""
+
+    def __init__(self, store: MemoryNonceStore) -> None:
+        self.store = store
+
+    async def add(self, key: str, ttl: float) -> bool:
+        return self.store.add_sync(key, ttl)
+
+    async def discard(self, key: str) -> None:
+        self.store.discard_sync(key)
+
+
+def _nested(outer_store: Any, inner_store: Any) -> tuple[Any, Any]:
+    """A Starlette app behind SignatureMiddleware that mounts, at /v2, an EchoApp
+    behind a SignatureMiddleware of its own: the app and the inner echo app."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.middleware import Middleware  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    clock = FakeClock(NOW)
+    inner = protect(clock=clock, nonce_store=inner_store)
+    outer = Starlette(
+        routes=[Mount("/v2", app=inner.middleware)],
+        middleware=[
+            Middleware(
+                SignatureMiddleware,
+                keys={KEY.key_id: SECRET},
+                nonce_store=outer_store,
+                clock=clock,
+            )
+        ],
+    )
+    return outer, inner
+
+
+@pytest.mark.parametrize("kind", ["memory", "async"])
+async def test_a_mounted_app_protected_again_accepts_once_with_a_shared_store(kind: str) -> None:
+    """A mounted sub-app behind its own SignatureMiddleware, both sharing one store (as
+    one RedisNonceStore would in production): the outer one spends the nonce, the
+    inner one finds it spent by this very request (not a replay) and lets it through;
+    the same request sent again is still refused."""
+    clock = FakeClock(NOW)
+    memory = MemoryNonceStore(clock=clock)
+    store = memory if kind == "memory" else _AsyncMemoryStore(memory)
+    app, inner = _nested(store, store)
+    headers = sign("POST", "/v2/t", JSON, BODY)
+    async with asgi_client(app) as client:
+        first = await client.post("/v2/t", headers=headers, content=BODY)
+        again = await client.post("/v2/t", headers=headers, content=BODY)
+    assert first.status_code == 200, first.text
+    assert first.json()["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert again.status_code == 401
+    assert inner.echo.count == 1
+    assert len(memory) == 1
+
+
+async def test_a_mounted_app_with_a_store_of_its_own_records_the_nonce_too() -> None:
+    """With two stores, each records the pair: a replay is refused by the outer one."""
+    app, inner = _nested(MemoryNonceStore(), MemoryNonceStore())
+    headers = sign("POST", "/v2/t", JSON, BODY)
+    async with asgi_client(app) as client:
+        assert (await client.post("/v2/t", headers=headers, content=BODY)).status_code == 200
+        assert (await client.post("/v2/t", headers=headers, content=BODY)).status_code == 401
+    assert inner.echo.count == 1
+    assert len(inner.store) == 1
+
+
+async def test_a_pair_spent_by_another_request_is_still_a_replay_inside() -> None:
+    """The mark is per request: a pair spent before, by another request, is refused by
+    an inner middleware reached directly (an outer one that exempts its path)."""
+    clock = FakeClock(NOW)
+    store = MemoryNonceStore(clock=clock)
+    inner = protect(clock=clock, nonce_store=store)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+    assert (await drive(inner.middleware, dict(scope), list(messages))).status_code == 200
+    replay = await drive(inner.middleware, dict(scope), list(messages))
+    assert replay.status_code == 401
+    assert inner.echo.count == 1

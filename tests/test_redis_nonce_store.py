@@ -44,8 +44,22 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from asgi_helpers import logged_reasons, problem, protect, sign, signed_scope
-from hmacguard import NonceStore, NonceStoreUnavailable, RedisNonceStore, nonce_key
+from asgi_helpers import (
+    KEYS,
+    asgi_client,
+    logged_reasons,
+    problem,
+    protect,
+    sign,
+    signed_scope,
+)
+from hmacguard import (
+    NonceStore,
+    NonceStoreUnavailable,
+    RedisNonceStore,
+    SignatureMiddleware,
+    nonce_key,
+)
 from local_server import HOST, free_port
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
 from tcp_proxy import TcpProxy
@@ -458,6 +472,32 @@ async def test_threat_R7_error_reply_is_unavailable(own_redis: RedisServer, conn
         client.close()
     assert caught.value.detail.endswith(": OutOfMemoryError")
     assert await store.add("second", TTL) is True
+
+
+async def test_two_middlewares_on_one_redis_accept_a_request_once(
+    redis_server: RedisServer, connect: Any
+) -> None:
+    """A sub-app with its own SignatureMiddleware, mounted under another, each with its
+    own RedisNonceStore on the same Redis (as two parts of a code base build them):
+    the request is accepted once, and sent again, refused."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    inner = protect(nonce_store=connect(redis_server.url, timeout=ANSWER_TIMEOUT))
+    outer = SignatureMiddleware(
+        Starlette(routes=[Mount("/v2", app=inner.middleware)]),
+        keys=KEYS,
+        nonce_store=connect(redis_server.url, timeout=ANSWER_TIMEOUT),
+        clock=inner.clock,
+    )
+    path = f"/v2/t/{uuid.uuid4()}"
+    headers = sign("POST", path, {"content-type": "application/json"}, b"{}")
+    async with asgi_client(outer) as client:
+        first = await client.post(path, headers=headers, content=b"{}")
+        again = await client.post(path, headers=headers, content=b"{}")
+    assert first.status_code == 200, first.text
+    assert again.status_code == 401
+    assert inner.echo.count == 1
 
 
 # -- ping, for readiness probes --------------------------------------------------------------

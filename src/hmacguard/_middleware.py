@@ -392,10 +392,11 @@ class SignatureMiddleware:
                     label=verified.label,
                     key_id=verified.key_id,
                 )
+            spent_before = scope.get(_SPENT)
             if self._memory is not None:
-                self._check_replay_in_memory(verified, self._memory, others)
+                self._check_replay_in_memory(scope, verified, self._memory, others)
             else:
-                await self._check_replay(verified, others)
+                await self._check_replay(scope, verified, others)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -407,10 +408,18 @@ class SignatureMiddleware:
         if state is None:
             state = scope["state"] = {}
         state["signature"] = verified
-        if body is None:
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, _Replay(body, receive), send)
+        try:
+            if body is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, _Replay(body, receive), send)
+        finally:
+            # The pairs are this request's only while it runs: a scope used
+            # again afterwards (a test replaying one) is another request.
+            if spent_before is None:
+                scope.pop(_SPENT, None)
+            else:
+                scope[_SPENT] = spent_before
 
     # -- the steps -----------------------------------------------------------
 
@@ -720,22 +729,29 @@ class SignatureMiddleware:
             raise NonceStoreUnavailable(f"the nonce store raised {type(exc).__name__}") from exc
 
     async def _check_replay(
-        self, verified: VerifiedSignature, others: tuple[tuple[str, str], ...] = ()
+        self,
+        scope: Scope,
+        verified: VerifiedSignature,
+        others: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Record the winner's (key id, nonce) and the other signatures' pairs
-        (``others``); any one already recorded makes the request a replay. A
-        request refused part way (a replay, a store failure) takes back the
-        pairs it wrote, so that it spends nothing (THREATS R2)."""
+        (``others``); any one already recorded makes the request a replay,
+        unless this very request spent it (:func:`_spent_here`). A request
+        refused part way (a replay, a store failure) takes back the pairs it
+        wrote, so that it spends nothing (THREATS R2)."""
         store = self._store
         if store is None:
             return
         added: list[str] = []
+        spent: list[str] = []
         try:
             for key_id, nonce in _pairs(verified, others):
                 key = nonce_key(key_id, nonce)
-                if not await self._add(store, self._store_deadlines, key, self._ttl):
+                if await self._add(store, self._store_deadlines, key, self._ttl):
+                    added.append(key)
+                elif not _spent_here(scope, key):
                     raise _replayed(verified, key_id)
-                added.append(key)
+                spent.append(key)
         except Exception:
             discard = getattr(store, "discard", None)
             if discard is not None:
@@ -747,9 +763,11 @@ class SignatureMiddleware:
                         _REFUSED_NONCE,
                     )
             raise
+        _mark_spent(scope, spent)
 
     def _check_replay_in_memory(
         self,
+        scope: Scope,
         verified: VerifiedSignature,
         store: MemoryNonceStore,
         others: tuple[tuple[str, str], ...] = (),
@@ -757,22 +775,27 @@ class SignatureMiddleware:
         """:meth:`_check_replay` for the memory store: no await, no coroutine."""
         nonce = verified.nonce
         if not others:  # the usual request: one signature
-            if nonce is not None and not store.add_sync(
-                nonce_key(verified.key_id, nonce), self._ttl
-            ):
-                raise _replayed(verified)
+            if nonce is not None:
+                key = nonce_key(verified.key_id, nonce)
+                if not store.add_sync(key, self._ttl) and not _spent_here(scope, key):
+                    raise _replayed(verified)
+                _mark_spent(scope, (key,))
             return
         added: list[str] = []
+        spent: list[str] = []
         try:
-            for key_id, spent in _pairs(verified, others):
-                key = nonce_key(key_id, spent)
-                if not store.add_sync(key, self._ttl):
+            for key_id, nonce in _pairs(verified, others):
+                key = nonce_key(key_id, nonce)
+                if store.add_sync(key, self._ttl):
+                    added.append(key)
+                elif not _spent_here(scope, key):
                     raise _replayed(verified, key_id)
-                added.append(key)
+                spent.append(key)
         except Exception:
             for key in added:
                 store.discard_sync(key)
             raise
+        _mark_spent(scope, spent)
 
     # -- webhooks ------------------------------------------------------------
 
@@ -932,7 +955,7 @@ class SignatureMiddleware:
         cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
         client = _client_host(scope)
         logger.warning(
-            "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%s)",
+            "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%r)",
             scope.get("method", "WEBSOCKET"),
             scope.get("path"),
             error.reason,
@@ -1144,6 +1167,25 @@ def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replaye
         "was already accepted"
     )
     return Replayed(detail, label=verified.label, key_id=verified.key_id)
+
+
+# The nonce store keys a request has spent, in its scope while the app runs: a
+# second SignatureMiddleware the same request reaches (a mounted sub-app
+# protected too) finds its pairs already recorded, when the two share a store
+# or a Redis. That is this request, not a replay of it. Only server-side code
+# writes a scope: a client cannot set this.
+_SPENT = "hmacguard.spent"
+
+
+def _spent_here(scope: Scope, key: str) -> bool:
+    """Whether this request (an outer SignatureMiddleware) spent ``key``."""
+    return key in scope.get(_SPENT, ())
+
+
+def _mark_spent(scope: Scope, keys: Sequence[str]) -> None:
+    """Note in the scope the store keys this request spent (see ``_SPENT``)."""
+    before = scope.get(_SPENT)
+    scope[_SPENT] = tuple(keys) if before is None else (*before, *keys)
 
 
 def _pairs(
