@@ -394,9 +394,11 @@ class SignatureMiddleware:
                 )
             spent_before = scope.get(_SPENT)
             if self._memory is not None:
-                self._check_replay_in_memory(scope, verified, self._memory, others)
+                spent = self._check_replay_in_memory(scope, verified, self._memory, others)
             else:
-                await self._check_replay(scope, verified, others)
+                spent = await self._check_replay(scope, verified, others)
+            if spent:
+                scope[_SPENT] = spent if spent_before is None else (*spent_before, *spent)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -416,9 +418,7 @@ class SignatureMiddleware:
         finally:
             # The pairs are this request's only while it runs: a scope used
             # again afterwards (a test replaying one) is another request.
-            if spent_before is None:
-                scope.pop(_SPENT, None)
-            else:
+            if spent:
                 scope[_SPENT] = spent_before
 
     # -- the steps -----------------------------------------------------------
@@ -733,15 +733,16 @@ class SignatureMiddleware:
         scope: Scope,
         verified: VerifiedSignature,
         others: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    ) -> tuple[str, ...]:
         """Record the winner's (key id, nonce) and the other signatures' pairs
         (``others``); any one already recorded makes the request a replay,
         unless this very request spent it (:func:`_spent_here`). A request
         refused part way (a replay, a store failure) takes back the pairs it
-        wrote, so that it spends nothing (THREATS R2)."""
+        wrote, so that it spends nothing (THREATS R2). Returns the store keys
+        spent."""
         store = self._store
         if store is None:
-            return
+            return ()
         added: list[str] = []
         spent: list[str] = []
         try:
@@ -763,7 +764,7 @@ class SignatureMiddleware:
                         _REFUSED_NONCE,
                     )
             raise
-        _mark_spent(scope, spent)
+        return tuple(spent)
 
     def _check_replay_in_memory(
         self,
@@ -771,16 +772,16 @@ class SignatureMiddleware:
         verified: VerifiedSignature,
         store: MemoryNonceStore,
         others: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    ) -> tuple[str, ...]:
         """:meth:`_check_replay` for the memory store: no await, no coroutine."""
         nonce = verified.nonce
         if not others:  # the usual request: one signature
-            if nonce is not None:
-                key = nonce_key(verified.key_id, nonce)
-                if not store.add_sync(key, self._ttl) and not _spent_here(scope, key):
-                    raise _replayed(verified)
-                _mark_spent(scope, (key,))
-            return
+            if nonce is None:
+                return ()
+            key = nonce_key(verified.key_id, nonce)
+            if not store.add_sync(key, self._ttl) and not _spent_here(scope, key):
+                raise _replayed(verified)
+            return (key,)
         added: list[str] = []
         spent: list[str] = []
         try:
@@ -795,7 +796,7 @@ class SignatureMiddleware:
             for key in added:
                 store.discard_sync(key)
             raise
-        _mark_spent(scope, spent)
+        return tuple(spent)
 
     # -- webhooks ------------------------------------------------------------
 
@@ -1179,13 +1180,7 @@ _SPENT = "hmacguard.spent"
 
 def _spent_here(scope: Scope, key: str) -> bool:
     """Whether this request (an outer SignatureMiddleware) spent ``key``."""
-    return key in scope.get(_SPENT, ())
-
-
-def _mark_spent(scope: Scope, keys: Sequence[str]) -> None:
-    """Note in the scope the store keys this request spent (see ``_SPENT``)."""
-    before = scope.get(_SPENT)
-    scope[_SPENT] = tuple(keys) if before is None else (*before, *keys)
+    return key in (scope.get(_SPENT) or ())
 
 
 def _pairs(
