@@ -20,6 +20,7 @@ import pytest
 from asgi_helpers import (
     NOW,
     EchoApp,
+    FakeClock,
     call,
     drive,
     http_scope,
@@ -800,3 +801,41 @@ async def test_a_profile_given_its_own_clock_keeps_it_behind_the_middleware() ->
     ).status_code == 200
     stale = await call(follows.middleware, "POST", "/a/hooks/stripe", stripe(then), body)
     assert stale.status_code == 401
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_two_middlewares_on_one_store_hand_the_delivery_over_once(status: int) -> None:
+    """The same webhook path verified twice on the way, on one store (the middleware
+    added by an app factory and again by the app, or a protected sub-app that sees
+    the same path): the delivery reaches the app (before, the inner one found it
+    recorded and acknowledged it as a duplicate: the event was lost); a redelivery
+    is acknowledged without reaching it, unless the app failed the first one."""
+    clock = FakeClock(NOW)
+    store = MemoryNonceStore(clock=clock)
+    calls: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def guard(inner: Any) -> SignatureMiddleware:
+        return SignatureMiddleware(
+            inner,
+            keys={"client-1": b"k" * 32},
+            webhooks={"/hooks": HexProfile()},
+            nonce_store=store,
+            clock=clock,
+        )
+
+    outer = guard(guard(app))
+    body = b'{"event": 1}'
+    first = await call(outer, "POST", "/hooks", deliver(body), body)
+    again = await call(outer, "POST", "/hooks", deliver(body), body)
+    assert first.status_code == status
+    if status == 200:
+        assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+        assert calls == [body]
+    else:
+        assert again.status_code == status  # processed again: the first one failed
+        assert calls == [body, body]

@@ -840,7 +840,11 @@ class SignatureMiddleware:
                 raise MalformedRequest(_NO_TRAILERS)
             verified = profile.verify(raw, body, now=now)
             key = delivery_key(profile.scheme, endpoint, verified.dedupe_key)
-            fresh = await self._remember_delivery(key, profile.dedupe_ttl)
+            # Recorded already by this very delivery (an outer middleware on
+            # the same store): not a duplicate.
+            fresh = await self._remember_delivery(key, profile.dedupe_ttl) or _spent_here(
+                scope, key
+            )
         except VerificationError as error:
             await self._reject(scope, receive, send, error, webhook=True)
             return
@@ -873,6 +877,18 @@ class SignatureMiddleware:
         if state is None:
             state = scope["state"] = {}
         state["webhook"] = verified
+        spent_before = scope.get(_SPENT)
+        scope[_SPENT] = (key,) if spent_before is None else (*spent_before, key)
+        try:
+            await self._deliver(scope, receive, send, body, key)
+        finally:
+            scope[_SPENT] = spent_before
+
+    async def _deliver(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, key: str
+    ) -> None:
+        """Hand a verified delivery (its store key ``key``) to the app; forget it
+        if the app does not answer 2xx."""
         forget = getattr(self._webhook_store, "discard", None)
         if forget is None:
             await self.app(scope, _Replay(body, receive), send)
@@ -1170,11 +1186,12 @@ def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replaye
     return Replayed(detail, label=verified.label, key_id=verified.key_id)
 
 
-# The nonce store keys a request has spent, in its scope while the app runs: a
-# second SignatureMiddleware the same request reaches (a mounted sub-app
-# protected too) finds its pairs already recorded, when the two share a store
-# or a Redis. That is this request, not a replay of it. Only server-side code
-# writes a scope: a client cannot set this.
+# The nonce store keys a request has spent (its nonces, or a webhook
+# delivery's), in its scope while the app runs: a second SignatureMiddleware
+# the same request reaches (a mounted sub-app protected too) finds them already
+# recorded, when the two share a store or a Redis. That is this request, not a
+# replay or a duplicate of it. Only server-side code writes a scope: a client
+# cannot set this.
 _SPENT = "hmacguard.spent"
 
 
