@@ -19,6 +19,8 @@ messages are exactly what a test built. The invariants (docs/server.md, docs/err
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import hashlib
 import re
@@ -377,6 +379,23 @@ def _set_byte(data: bytes, position: int, byte: int) -> bytes:
     return data[:position] + bytes([byte]) + data[position + 1 :]
 
 
+_SIGNATURE_FIELD = re.compile(rb"sig1=:([A-Za-z0-9+/]*=*):")
+
+
+def _same_mac(value: bytes, changed: bytes) -> bool:
+    """Whether a changed ``Signature`` still carries the same MAC: a byte sequence
+    whose last base64 character differs only in its pad bits, which RFC 8941 §4.2.7
+    says parsers SHOULD NOT refuse."""
+    before, after = _SIGNATURE_FIELD.fullmatch(value), _SIGNATURE_FIELD.fullmatch(changed)
+    if before is None or after is None:
+        return False
+    try:
+        mac = base64.b64decode(after.group(1), validate=True)
+    except binascii.Error:
+        return False
+    return mac == base64.b64decode(before.group(1))
+
+
 def _set_raw_path(scope: dict[str, Any], raw_path: bytes) -> None:
     """A new raw path, and the decoded ``path`` a server would give with it."""
     scope["raw_path"] = raw_path
@@ -442,6 +461,8 @@ def plan(request: Request, mutation: Mutation) -> Plan:
             return Plan(scope, messages, ACCEPT, why + ", not covered")
         if name == b"host" and changed.lower() == value.lower():
             return Plan(scope, messages, EITHER, why + ": the same authority")
+        if name == b"signature" and _same_mac(value, changed):
+            return Plan(scope, messages, EITHER, why + ": the same MAC, other pad bits")
         return Plan(scope, messages, REJECT, why)
     if kind == "drop-header":
         del headers[mutation.index]
@@ -585,7 +606,6 @@ def test_property_chunking_never_changes_the_outcome(
 
 # Names a server might hand over, among random bytes: the ones the middleware reads.
 _NAMES = [
-    b"host",
     b"Host",
     b"signature",
     b"signature-input",
@@ -609,7 +629,7 @@ _VALUES = [
     b"sig1=:" + b"A" * 43 + b"=:",
     b"sha-256=:" + b"A" * 43 + b"=:",
 ]
-_HOSTS = [b"api.example", b"API.example:80", b"127.0.0.1:8000", b"[::1]", b"api.example:"]
+_HOSTS = [b"api.example", b"API.example:80", b"127.0.0.1:8000", b"[::1]"]
 # Genuine signature fields that fit no request drawn here, for a garbage request to carry
 # so that it gets past the parsers: another authority's (elsewhere.example is never a
 # host drawn), and this origin's under a wrong secret, an unknown key id, too long ago.
@@ -647,10 +667,10 @@ def garbage_headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
     """Random header lines, mostly with a good Host and often with genuine signature
     fields (of no request drawn here, maybe with a byte changed), in any order."""
     lines = draw(st.lists(st.tuples(garbage_names, garbage_values), max_size=6))
-    host = draw(st.sampled_from(["good", "good", "good", "none", "random"]))
-    if host == "good":
+    host = draw(st.integers(0, 9))  # mostly a good one, else none or garbage
+    if host > 1:
         lines.append((b"host", draw(st.sampled_from(_HOSTS))))
-    elif host == "random":
+    elif host == 1:
         lines.append((b"host", draw(garbage_values)))
     if draw(st.integers(0, 3)):
         signature = draw(st.sampled_from(_SIGNATURES))

@@ -16,13 +16,19 @@ strip the fields they added from a hop anywhere else (:func:`remove_fields`,
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._keys import HMACKey
 from ._message import HeadersLike
-from ._signer import Signer
+from ._signer import Signer, SignerOptions
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:  # pragma: no cover  (Python 3.10: for type checkers only)
+    from typing_extensions import Unpack
 
 __all__ = [
     "RedirectWarning",
@@ -92,7 +98,7 @@ class SigningAuth:
         signer: Signer | None = None,
         algorithm: str | None = None,
         follow_redirects: bool = False,
-        **signer_options: Any,
+        **signer_options: Unpack[SignerOptions],
     ) -> None:
         self._signer = make_signer(key_id, secret, signer, algorithm, signer_options)
         self.follow_redirects = bool(follow_redirects)

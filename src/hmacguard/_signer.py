@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, TypedDict
 
 from ._algorithms import REGISTERED_ALGORITHMS
 from ._components import Component, component_from_spec, structured_types
@@ -18,7 +18,7 @@ from ._message import HeadersLike, Message, check_body
 from ._signature_base import build_signature_base
 from ._structured_fields import StructuredFieldError, serialize_key, serialize_string
 
-__all__ = ["DEFAULT_COMPONENTS", "METHOD_OVERRIDES", "Signer"]
+__all__ = ["DEFAULT_COMPONENTS", "METHOD_OVERRIDES", "Signer", "SignerOptions"]
 
 
 class _Default:
@@ -122,6 +122,22 @@ def _random_nonce() -> str:
     # 16 random bytes, URL-safe base64 without padding: 22 characters.
     return secrets.token_urlsafe(16)
 
+
+
+class SignerOptions(TypedDict, total=False):
+    """:class:`Signer`'s keyword options, as the client auths take them
+    (``HMACAuth(key_id, secret, components=[...])``): a type checker then
+    catches a misspelt option."""
+
+    components: Sequence[str] | _Default
+    label: str
+    digest: str
+    nonce: bool | Callable[[], str]
+    expires_in: int | None
+    tag: str | None
+    include_alg: bool
+    structured_fields: Mapping[str, str] | None
+    clock: Callable[[], float]
 
 class Signer:
     """Signs requests with one key.
