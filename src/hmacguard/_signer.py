@@ -123,7 +123,6 @@ def _random_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-
 class SignerOptions(TypedDict, total=False):
     """:class:`Signer`'s keyword options, as the client auths take them
     (``HMACAuth(key_id, secret, components=[...])``): a type checker then
@@ -138,6 +137,7 @@ class SignerOptions(TypedDict, total=False):
     include_alg: bool
     structured_fields: Mapping[str, str] | None
     clock: Callable[[], float]
+
 
 class Signer:
     """Signs requests with one key.
