@@ -399,3 +399,20 @@ def test_make_content_digest_names_the_supported_algorithms() -> None:
     with pytest.raises(ValueError, match=r"^unsupported digest algorithm") as caught:
         make_content_digest(b"", "md5")
     assert str(caught.value) == "unsupported digest algorithm 'md5'; use sha-256, sha-512"
+
+
+@pytest.mark.parametrize("before", ["", " ", "\t", " \t ", "\t\t"])
+@pytest.mark.parametrize("after", ["", " ", "\t", "\t "])
+def test_whitespace_around_the_value_is_not_part_of_it(before: str, after: str) -> None:
+    """SP and HTAB before or after a field value are not part of it (RFC 9110 §5.5): a
+    server that hands them over (uvicorn strips them) gets the digest checked as usual.
+    A tab in front once made the structured-field parser refuse the value."""
+    body = b'{"a": 1}'
+    value = before + make_content_digest(body) + after
+    assert parse_content_digest(value) == {"sha-256": hashlib.sha256(body).digest()}
+    verify_content_digest(value, body)
+    checker = DigestVerifier(value)
+    checker.update(body)
+    checker.verify()
+    with pytest.raises(DigestMismatch):
+        verify_content_digest(value, body + b" ")

@@ -67,6 +67,9 @@ def parse_content_digest(value: str) -> dict[str, bytes]:
             listed twice (two lines repeating ``sha-256=`` are ambiguous).
         DigestMismatch: no Active algorithm, or a digest of the wrong length.
     """
+    # Leading and trailing whitespace (SP and HTAB) is not part of a field
+    # value (RFC 9110 §5.5); a structured-field parser drops only SP.
+    value = value.strip(" \t")
     match = _SIMPLE.fullmatch(value)
     if match is not None:
         algorithm, encoded = match.groups()
