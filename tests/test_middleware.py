@@ -1956,6 +1956,33 @@ def test_under_trio_a_body_that_arrives_in_time_is_verified() -> None:
     assert protected.echo.count == 1
 
 
+def test_under_trio_asyncio_a_stalled_body_is_answered_408(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under trio with a trio-asyncio loop open beside it, an asyncio loop is running
+    but this task is not an asyncio task: the trio cancel scope bounds the read (it
+    once went unbounded)."""
+    trio = pytest.importorskip("trio")
+    beside = object()  # the loop trio-asyncio would report, where this task is unknown
+    monkeypatch.setattr(hmacguard._middleware, "_running_loop", lambda: beside)
+    protected = protect(body_timeout=0.2)
+    scope, _ = signed_scope("POST", "/t", BODY, JSON)
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": BODY[:5], "more_body": True}
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    sent, seconds = _under_trio(protected.middleware, scope, receive)
+    assert sent[0]["status"] == 408
+    assert 0.2 <= seconds < 2
+    assert protected.echo.untouched()
+
+
 class _TrioHangingStore:
     """A nonce store of one's own that never answers (under trio)."""
 
@@ -2066,3 +2093,59 @@ async def test_a_pair_spent_by_another_request_is_still_a_replay_inside() -> Non
     replay = await drive(inner.middleware, dict(scope), list(messages))
     assert replay.status_code == 401
     assert inner.echo.count == 1
+
+
+async def test_a_pair_spent_in_another_store_does_not_excuse_a_replay() -> None:
+    """Two workers, each an outer middleware on its own memory store, in front of one
+    protected sub-app whose store they share (one Redis): a request accepted through
+    the first is refused through the second. The second outer one has not seen it; the
+    inner one has, and the mark the second outer one left names another store."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    clock = FakeClock(NOW)
+    inner = protect(clock=clock, nonce_store=MemoryNonceStore(clock=clock))
+
+    def worker() -> SignatureMiddleware:
+        return SignatureMiddleware(
+            Starlette(routes=[Mount("/v2", app=inner.middleware)]),
+            keys={KEY.key_id: SECRET},
+            nonce_store=MemoryNonceStore(clock=clock),
+            clock=clock,
+        )
+
+    first, second = worker(), worker()
+    headers = sign("POST", "/v2/t", JSON, BODY)
+    async with asgi_client(first) as client:
+        assert (await client.post("/v2/t", headers=headers, content=BODY)).status_code == 200
+    async with asgi_client(second) as client:
+        replay = await client.post("/v2/t", headers=headers, content=BODY)
+    assert replay.status_code == 401
+    assert inner.echo.count == 1
+
+
+async def test_a_shorter_record_outside_does_not_excuse_a_later_replay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On one store, an outer middleware whose nonce_ttl is shorter than the inner one's
+    would let the request be sent again to the inner app alone once its record
+    expired: the inner one refuses it, and says why."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    clock = FakeClock(NOW)
+    store = MemoryNonceStore(clock=clock)
+    inner = protect(clock=clock, nonce_store=store)  # max_age 300
+    outer = SignatureMiddleware(
+        Starlette(routes=[Mount("/v2", app=inner.middleware)]),
+        keys={KEY.key_id: SECRET},
+        nonce_store=store,
+        clock=clock,
+        max_age=60,
+    )
+    headers = sign("POST", "/v2/t", JSON, BODY)
+    async with asgi_client(outer) as client:
+        response = await client.post("/v2/t", headers=headers, content=BODY)
+    assert response.status_code == 401
+    assert inner.echo.untouched()
+    assert "less than this one's" in caplog.text

@@ -839,3 +839,36 @@ async def test_two_middlewares_on_one_store_hand_the_delivery_over_once(status: 
     else:
         assert again.status_code == status  # processed again: the first one failed
         assert calls == [body, body]
+
+
+async def test_a_delivery_recorded_in_another_store_is_still_a_duplicate_inside() -> None:
+    """Two workers, each verifying the webhook on its own memory store, in front of one
+    app verifying it again on a store they share (one Redis): a redelivery that lands
+    on the second worker is acknowledged as a duplicate by the inner middleware, not
+    processed twice."""
+    clock = FakeClock(NOW)
+    shared = MemoryNonceStore(clock=clock)
+    calls: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def guard(inner: Any, store: MemoryNonceStore) -> SignatureMiddleware:
+        return SignatureMiddleware(
+            inner,
+            keys={"client-1": b"k" * 32},
+            webhooks={"/hooks": HexProfile()},
+            nonce_store=store,
+            clock=clock,
+        )
+
+    inner = guard(app, shared)
+    first = guard(inner, MemoryNonceStore(clock=clock))
+    second = guard(inner, MemoryNonceStore(clock=clock))
+    body = b'{"event": 2}'
+    assert (await call(first, "POST", "/hooks", deliver(body), body)).status_code == 200
+    again = await call(second, "POST", "/hooks", deliver(body), body)
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert calls == [body]

@@ -16,6 +16,7 @@ strip the fields they added from a hop anywhere else (:func:`remove_fields`,
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
@@ -27,8 +28,11 @@ from ._signer import Signer, SignerOptions
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
-elif TYPE_CHECKING:  # pragma: no cover  (Python 3.10: for type checkers only)
+elif TYPE_CHECKING:  # pragma: no cover  (Python 3.10)
     from typing_extensions import Unpack
+else:  # pragma: no cover  (Python 3.10: for typing.get_type_hints, when installed)
+    with contextlib.suppress(ImportError):
+        from typing_extensions import Unpack
 
 __all__ = [
     "RedirectWarning",

@@ -398,7 +398,8 @@ class SignatureMiddleware:
             else:
                 spent = await self._check_replay(scope, verified, others)
             if spent:
-                scope[_SPENT] = spent if spent_before is None else (*spent_before, *spent)
+                marks = tuple((self._store, key, self._ttl) for key in spent)
+                scope[_SPENT] = marks if spent_before is None else (*spent_before, *marks)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -684,17 +685,16 @@ class SignatureMiddleware:
         ``timed_out()``: under asyncio watched by ``deadlines``, under trio in a
         cancel scope, under anything else not bounded (awaited as is)."""
         loop = _running_loop()
-        if loop is None:
-            trio = _running_trio()
-            if trio is None:
-                return await call
-            with trio.move_on_after(deadlines.timeout):
-                return await call
-            raise timed_out()
-        task = asyncio.current_task(loop)
-        if task is None:
+        task = None if loop is None else asyncio.current_task(loop)
+        if loop is not None and task is not None:
+            return await _watched(deadlines, loop, task, call, timed_out)
+        # No asyncio task: trio, possibly with a trio-asyncio loop open beside it.
+        trio = _running_trio()
+        if trio is None:
             return await call
-        return await _watched(deadlines, loop, task, call, timed_out)
+        with trio.move_on_after(deadlines.timeout):
+            return await call
+        raise timed_out()
 
     async def _within(
         self,
@@ -750,7 +750,7 @@ class SignatureMiddleware:
                 key = nonce_key(key_id, nonce)
                 if await self._add(store, self._store_deadlines, key, self._ttl):
                     added.append(key)
-                elif not _spent_here(scope, key):
+                elif not _spent_here(scope, store, key, self._ttl):
                     raise _replayed(verified, key_id)
                 spent.append(key)
         except Exception:
@@ -779,7 +779,7 @@ class SignatureMiddleware:
             if nonce is None:
                 return ()
             key = nonce_key(verified.key_id, nonce)
-            if not store.add_sync(key, self._ttl) and not _spent_here(scope, key):
+            if not store.add_sync(key, self._ttl) and not _spent_here(scope, store, key, self._ttl):
                 raise _replayed(verified)
             return (key,)
         added: list[str] = []
@@ -789,7 +789,7 @@ class SignatureMiddleware:
                 key = nonce_key(key_id, nonce)
                 if store.add_sync(key, self._ttl):
                     added.append(key)
-                elif not _spent_here(scope, key):
+                elif not _spent_here(scope, store, key, self._ttl):
                     raise _replayed(verified, key_id)
                 spent.append(key)
         except Exception:
@@ -843,7 +843,7 @@ class SignatureMiddleware:
             # Recorded already by this very delivery (an outer middleware on
             # the same store): not a duplicate.
             fresh = await self._remember_delivery(key, profile.dedupe_ttl) or _spent_here(
-                scope, key
+                scope, self._webhook_store, key, profile.dedupe_ttl
             )
         except VerificationError as error:
             await self._reject(scope, receive, send, error, webhook=True)
@@ -878,7 +878,8 @@ class SignatureMiddleware:
             state = scope["state"] = {}
         state["webhook"] = verified
         spent_before = scope.get(_SPENT)
-        scope[_SPENT] = (key,) if spent_before is None else (*spent_before, key)
+        mark = (self._webhook_store, key, profile.dedupe_ttl)
+        scope[_SPENT] = (mark,) if spent_before is None else (*spent_before, mark)
         try:
             await self._deliver(scope, receive, send, body, key)
         finally:
@@ -1187,17 +1188,40 @@ def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replaye
 
 
 # The nonce store keys a request has spent (its nonces, or a webhook
-# delivery's), in its scope while the app runs: a second SignatureMiddleware
-# the same request reaches (a mounted sub-app protected too) finds them already
-# recorded, when the two share a store or a Redis. That is this request, not a
-# replay or a duplicate of it. Only server-side code writes a scope: a client
-# cannot set this.
+# delivery's), as (store, key, ttl), in its scope while the app runs: a second
+# SignatureMiddleware the same request reaches (a mounted sub-app protected
+# too) finds them already recorded when the two share a store. That is
+# this request, not a replay or a duplicate of it. Only server-side code writes
+# a scope: a client cannot set this.
 _SPENT = "hmacguard.spent"
 
 
-def _spent_here(scope: Scope, key: str) -> bool:
-    """Whether this request (an outer SignatureMiddleware) spent ``key``."""
-    return key in (scope.get(_SPENT) or ())
+def _spent_here(scope: Scope, store: object, key: str, ttl: float) -> bool:
+    """Whether this request (an outer SignatureMiddleware) spent ``key`` in ``store``'s
+    records (another store's record proves nothing here), for at least ``ttl``
+    seconds (a shorter record would let the request be sent again to this
+    middleware alone once it expired)."""
+    for spent_in, spent, for_seconds in scope.get(_SPENT) or ():
+        if spent == key and _same_records(spent_in, store):
+            if for_seconds >= ttl:
+                return True
+            logger.warning(
+                "hmacguard: an outer SignatureMiddleware recorded this request's nonce "
+                "for %s s, less than this one's %s s, in the same store: refused as a "
+                "replay; give both the same max_age and clock_skew",
+                for_seconds,
+                ttl,
+            )
+    return False
+
+
+def _same_records(one: object, other: object) -> bool:
+    """Whether two nonce stores hold the same records: one object, or two
+    ``RedisNonceStore`` built alike (same server, database and prefix)."""
+    if one is other:
+        return True
+    where = getattr(one, "_records_at", None)
+    return where is not None and where == getattr(other, "_records_at", None)
 
 
 def _pairs(
