@@ -872,3 +872,40 @@ async def test_a_delivery_recorded_in_another_store_is_still_a_duplicate_inside(
     again = await call(second, "POST", "/hooks", deliver(body), body)
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert calls == [body]
+
+
+async def test_an_outer_record_shorter_than_the_dedupe_ttl_is_a_503_not_a_lost_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On one store, an outer middleware that records the delivery for less than the
+    inner one's dedupe_ttl: the inner one cannot take the record as its own, nor
+    acknowledge the delivery as a duplicate (the provider would never send it again):
+    it answers 503, so the provider retries, and says which setting to align."""
+    clock = FakeClock(NOW)
+    store = MemoryNonceStore(clock=clock)
+    calls: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        calls.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def guard(inner: Any, dedupe_ttl: float) -> SignatureMiddleware:
+        profile = HexProfile()
+        profile.dedupe_ttl = dedupe_ttl
+        return SignatureMiddleware(
+            inner,
+            keys={"client-1": b"k" * 32},
+            webhooks={"/hooks": profile},
+            nonce_store=store,
+            clock=clock,
+        )
+
+    outer = guard(guard(app, dedupe_ttl=7200), dedupe_ttl=3600)
+    body = b'{"event": 3}'
+    exchange = await call(outer, "POST", "/hooks", deliver(body), body)
+    assert exchange.status_code == 503
+    assert problem(exchange)["reason"] == "verification_unavailable"
+    assert calls == []
+    assert "dedupe_ttl" in caplog.text
+    assert len(store) == 0  # the outer one forgot it: its app failed

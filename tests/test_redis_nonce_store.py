@@ -474,30 +474,34 @@ async def test_threat_R7_error_reply_is_unavailable(own_redis: RedisServer, conn
     assert await store.add("second", TTL) is True
 
 
-async def test_two_middlewares_on_one_redis_accept_a_request_once(
+async def test_two_middlewares_on_one_redis_store_accept_a_request_once(
     redis_server: RedisServer, connect: Any
 ) -> None:
-    """A sub-app with its own SignatureMiddleware, mounted under another, each with its
-    own RedisNonceStore on the same Redis (as two parts of a code base build them):
-    the request is accepted once, and sent again, refused."""
+    """A sub-app with its own SignatureMiddleware, mounted under another, both given
+    the same RedisNonceStore: the request is accepted once, and sent again, refused.
+    Given two store objects, even on the same URL, the inner one cannot tell the outer
+    one's record from an earlier request's, and refuses (it fails closed)."""
     from starlette.applications import Starlette  # noqa: PLC0415
     from starlette.routing import Mount  # noqa: PLC0415
 
-    inner = protect(nonce_store=connect(redis_server.url, timeout=ANSWER_TIMEOUT))
-    outer = SignatureMiddleware(
-        Starlette(routes=[Mount("/v2", app=inner.middleware)]),
-        keys=KEYS,
-        nonce_store=connect(redis_server.url, timeout=ANSWER_TIMEOUT),
-        clock=inner.clock,
-    )
-    path = f"/v2/t/{uuid.uuid4()}"
-    headers = sign("POST", path, {"content-type": "application/json"}, b"{}")
-    async with asgi_client(outer) as client:
-        first = await client.post(path, headers=headers, content=b"{}")
-        again = await client.post(path, headers=headers, content=b"{}")
-    assert first.status_code == 200, first.text
-    assert again.status_code == 401
-    assert inner.echo.count == 1
+    for shared in (True, False):
+        outer_store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
+        inner_store = outer_store if shared else connect(redis_server.url, timeout=ANSWER_TIMEOUT)
+        inner = protect(nonce_store=inner_store)
+        outer = SignatureMiddleware(
+            Starlette(routes=[Mount("/v2", app=inner.middleware)]),
+            keys=KEYS,
+            nonce_store=outer_store,
+            clock=inner.clock,
+        )
+        path = f"/v2/t/{uuid.uuid4()}"
+        headers = sign("POST", path, {"content-type": "application/json"}, b"{}")
+        async with asgi_client(outer) as client:
+            first = await client.post(path, headers=headers, content=b"{}")
+            again = await client.post(path, headers=headers, content=b"{}")
+        assert first.status_code == (200 if shared else 401), first.text
+        assert again.status_code == 401
+        assert inner.echo.count == (1 if shared else 0)
 
 
 # -- ping, for readiness probes --------------------------------------------------------------

@@ -750,7 +750,7 @@ class SignatureMiddleware:
                 key = nonce_key(key_id, nonce)
                 if await self._add(store, self._store_deadlines, key, self._ttl):
                     added.append(key)
-                elif not _spent_here(scope, store, key, self._ttl):
+                elif _spent_here(scope, store, key, self._ttl) is not True:
                     raise _replayed(verified, key_id)
                 spent.append(key)
         except Exception:
@@ -779,7 +779,10 @@ class SignatureMiddleware:
             if nonce is None:
                 return ()
             key = nonce_key(verified.key_id, nonce)
-            if not store.add_sync(key, self._ttl) and not _spent_here(scope, store, key, self._ttl):
+            if (
+                not store.add_sync(key, self._ttl)
+                and _spent_here(scope, store, key, self._ttl) is not True
+            ):
                 raise _replayed(verified)
             return (key,)
         added: list[str] = []
@@ -789,7 +792,7 @@ class SignatureMiddleware:
                 key = nonce_key(key_id, nonce)
                 if store.add_sync(key, self._ttl):
                     added.append(key)
-                elif not _spent_here(scope, store, key, self._ttl):
+                elif _spent_here(scope, store, key, self._ttl) is not True:
                     raise _replayed(verified, key_id)
                 spent.append(key)
         except Exception:
@@ -840,11 +843,19 @@ class SignatureMiddleware:
                 raise MalformedRequest(_NO_TRAILERS)
             verified = profile.verify(raw, body, now=now)
             key = delivery_key(profile.scheme, endpoint, verified.dedupe_key)
-            # Recorded already by this very delivery (an outer middleware on
-            # the same store): not a duplicate.
-            fresh = await self._remember_delivery(key, profile.dedupe_ttl) or _spent_here(
-                scope, self._webhook_store, key, profile.dedupe_ttl
-            )
+            fresh = await self._remember_delivery(key, profile.dedupe_ttl)
+            if not fresh:
+                # Recorded already by this very delivery (an outer middleware on
+                # the same store)? Then it is not a duplicate; recorded for too
+                # short a time, it is answered 503, so the provider retries,
+                # rather than acknowledged and lost.
+                outer = _spent_here(scope, self._webhook_store, key, profile.dedupe_ttl)
+                if outer is False:
+                    raise VerificationUnavailable(
+                        "an outer SignatureMiddleware records this delivery for less "
+                        "than this one's dedupe_ttl"
+                    )
+                fresh = outer is True
         except VerificationError as error:
             await self._reject(scope, receive, send, error, webhook=True)
             return
@@ -1190,38 +1201,34 @@ def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replaye
 # The nonce store keys a request has spent (its nonces, or a webhook
 # delivery's), as (store, key, ttl), in its scope while the app runs: a second
 # SignatureMiddleware the same request reaches (a mounted sub-app protected
-# too) finds them already recorded when the two share a store. That is
-# this request, not a replay or a duplicate of it. Only server-side code writes
-# a scope: a client cannot set this.
+# too) finds them already recorded when the two share one store object. That
+# is this request, not a replay or a duplicate of it. Two store objects, even
+# on one Redis, are never taken for one: that fails closed (a replay). Only
+# server-side code writes a scope: a client cannot set this.
 _SPENT = "hmacguard.spent"
 
 
-def _spent_here(scope: Scope, store: object, key: str, ttl: float) -> bool:
-    """Whether this request (an outer SignatureMiddleware) spent ``key`` in ``store``'s
-    records (another store's record proves nothing here), for at least ``ttl``
-    seconds (a shorter record would let the request be sent again to this
-    middleware alone once it expired)."""
+def _spent_here(scope: Scope, store: object, key: str, ttl: float) -> bool | None:
+    """Whether an outer SignatureMiddleware spent ``key`` for this very request in
+    this very ``store`` object: True when it recorded it for at least ``ttl``
+    seconds, False when for less (a shorter record would let the request be sent
+    again to this middleware alone once it expired), None when it did not (a record
+    in another store proves nothing here: there, it is a replay)."""
     for spent_in, spent, for_seconds in scope.get(_SPENT) or ():
-        if spent == key and _same_records(spent_in, store):
+        if spent == key and spent_in is store:
             if for_seconds >= ttl:
                 return True
+            webhook = key.startswith("webhook:")
             logger.warning(
-                "hmacguard: an outer SignatureMiddleware recorded this request's nonce "
-                "for %s s, less than this one's %s s, in the same store: refused as a "
-                "replay; give both the same max_age and clock_skew",
+                "hmacguard: an outer SignatureMiddleware recorded this request's %s for "
+                "%s s, less than this one's %s s, in the same store: give both the same %s",
+                "delivery" if webhook else "nonce",
                 for_seconds,
                 ttl,
+                "dedupe_ttl" if webhook else "max_age and clock_skew",
             )
-    return False
-
-
-def _same_records(one: object, other: object) -> bool:
-    """Whether two nonce stores hold the same records: one object, or two
-    ``RedisNonceStore`` built alike (same server, database and prefix)."""
-    if one is other:
-        return True
-    where = getattr(one, "_records_at", None)
-    return where is not None and where == getattr(other, "_records_at", None)
+            return False
+    return None
 
 
 def _pairs(

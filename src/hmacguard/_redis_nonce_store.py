@@ -198,19 +198,6 @@ class RedisNonceStore:
                 "url_or_client is a Redis URL or a redis.asyncio.Redis client, not "
                 f"{type(url_or_client).__name__}"
             )
-        # Where the records live: two stores built alike (each part of an app
-        # building its own from one URL) read and write the same ones.
-        options = self._options
-        self._records_at: tuple[object, ...] = (
-            (
-                "redis",
-                options.get("path") or (options.get("host"), options.get("port")),
-                options.get("db"),
-                prefix,
-            )
-            if self._given is None
-            else ("redis client", self._where, prefix)
-        )
         # The maxmemory-policy check, made once, after the first call's answer
         # and without holding it up: no call waits for more than one round trip.
         self._policy_checked = False
