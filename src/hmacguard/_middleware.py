@@ -908,19 +908,26 @@ class SignatureMiddleware:
         # A delivery the app did not answer with 2xx is forgotten, so the
         # provider's retry is processed rather than acknowledged as a
         # duplicate: every provider counts any other answer (a 429, a 409,
-        # a redirect) as a failed delivery and sends it again.
+        # a redirect) as a failed delivery and sends it again. One whose 2xx
+        # went out whole stays recorded, even if the app raises afterwards (a
+        # background task): the provider has its answer and will not retry,
+        # and a replay of it must not be processed again.
         status = 0
+        answered = False
 
         async def watch_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = 200 <= status < 300
             await send(message)
 
         try:
             await self.app(scope, _Replay(body, receive), watch_status)
         except Exception:
-            await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
+            if not answered:
+                await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
             raise
         if not 200 <= status < 300:
             await self._forget(forget, key, self._webhook_store_deadlines, _FAILED_DELIVERY)
