@@ -41,6 +41,7 @@ from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
 import hmacguard
+import property_strategies as strategies
 from asgi_helpers import (
     NOW,
     Exchange,
@@ -300,16 +301,6 @@ class Plan:
     reasons: frozenset[str] | None = None  # the client-told reasons allowed on refusal
 
 
-def _other_byte(data: bytes, position: int) -> st.SearchStrategy[int]:
-    return st.integers(0, 255).filter(lambda b: b != data[position])
-
-
-def _flip_case(name: bytes, mask: list[bool]) -> bytes:
-    return bytes(
-        (c ^ 0x20) if flip and chr(c).isalpha() else c for c, flip in zip(name, mask, strict=True)
-    )
-
-
 #: Every kind of change; the ones that keep what the signature covers come first.
 KINDS = (
     "rechunk",
@@ -348,13 +339,13 @@ def mutations(draw: st.DrawFn, request: Request, kinds: tuple[str, ...] = KINDS)
         name, value = headers[index]
         if kind == "header-byte":
             position = draw(st.integers(0, len(value) - 1))
-            return Mutation(kind, index, position, draw(_other_byte(value, position)))
+            return Mutation(kind, index, position, draw(strategies.other_byte(value, position)))
         if kind == "header-case":
             mask = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
             mask[draw(st.integers(0, len(name) - 1))] = True  # one letter at least...
-            flipped = _flip_case(name, mask)
+            flipped = strategies.flip_case(name, mask)
             if flipped == name:  # ...unless the flipped one was not a letter
-                flipped = _flip_case(name, [True] * len(name))
+                flipped = strategies.flip_case(name, [True] * len(name))
             return Mutation(kind, index, name=flipped)
         return Mutation(kind, index)
     if kind == "header-whitespace":
@@ -398,7 +389,7 @@ def mutations(draw: st.DrawFn, request: Request, kinds: tuple[str, ...] = KINDS)
         "body-byte": request.body,
     }[kind]
     position = draw(st.integers(0, len(target) - 1))
-    return Mutation(kind, position=position, byte=draw(_other_byte(target, position)))
+    return Mutation(kind, position=position, byte=draw(strategies.other_byte(target, position)))
 
 
 @st.composite
@@ -699,25 +690,8 @@ _SIGNATURES = [
 ]
 
 
-@st.composite
-def long_values(draw: st.DrawFn) -> bytes:
-    """A value of a few hundred bytes to a few KiB, a short random pattern repeated."""
-    unit = draw(st.binary(min_size=1, max_size=8))
-    size = draw(st.integers(256, 4096))
-    return (unit * (size // len(unit) + 1))[:size]
-
-
-garbage_values = st.one_of(
-    st.binary(max_size=48),
-    st.text(max_size=24).map(lambda s: s.encode("utf-8", "surrogatepass")),
-    st.sampled_from(_VALUES),
-    long_values(),
-)
-garbage_names = st.one_of(
-    st.binary(max_size=24),
-    st.text(string.ascii_letters + "-", max_size=24).map(str.encode),
-    st.sampled_from(_NAMES),
-)
+garbage_values = strategies.garbage_values(_VALUES, max_long=4096)
+garbage_names = strategies.garbage_names(_NAMES)
 
 
 @st.composite
@@ -737,7 +711,10 @@ def garbage_headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
             index = draw(st.integers(0, len(fields) - 1))
             name, value = fields[index]
             position = draw(st.integers(0, len(value) - 1))
-            fields[index] = (name, _set_byte(value, position, draw(_other_byte(value, position))))
+            fields[index] = (
+                name,
+                _set_byte(value, position, draw(strategies.other_byte(value, position))),
+            )
         lines += fields
     order = draw(st.permutations(range(len(lines))))
     return [lines[i] for i in order]

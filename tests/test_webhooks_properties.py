@@ -57,6 +57,7 @@ from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook
 
+import property_strategies as strategies
 from asgi_helpers import KEYS, NOW, Exchange, Message, drive, http_scope, logged_reasons, protect
 from hmacguard import MemoryNonceStore, SignatureMiddleware
 from hmacguard.webhooks import GitHub, Slack, StandardWebhooks, Stripe
@@ -477,18 +478,8 @@ class Plan:
     new_id: bool = False  # the change gave the delivery another dedupe key
 
 
-def _other_byte(data: bytes, position: int) -> st.SearchStrategy[int]:
-    return st.integers(0, 255).filter(lambda b: b != data[position])
-
-
 def _set_byte(data: bytes, position: int, byte: int) -> bytes:
     return data[:position] + bytes([byte]) + data[position + 1 :]
-
-
-def _flip_case(name: bytes, mask: list[bool]) -> bytes:
-    return bytes(
-        (c ^ 0x20) if flip and chr(c).isalpha() else c for c, flip in zip(name, mask, strict=True)
-    )
 
 
 def _well_formed(value: bytes) -> bool:
@@ -544,13 +535,13 @@ def mutations(draw: st.DrawFn, delivery: Delivery, kinds: tuple[str, ...] = KIND
             near = {j for i in marks for j in (i - 1, i, i + 1)} | {0, len(value) - 1}
             edges = sorted(j for j in near if 0 <= j < len(value))
             position = draw(st.integers(0, len(value) - 1) | st.sampled_from(edges))
-            return Mutation(kind, index, position, draw(_other_byte(value, position)))
+            return Mutation(kind, index, position, draw(strategies.other_byte(value, position)))
         if kind == "header-case":
             mask = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
             mask[draw(st.integers(0, len(name) - 1))] = True  # one letter at least...
-            flipped = _flip_case(name, mask)
+            flipped = strategies.flip_case(name, mask)
             if flipped == name:  # ...unless the flipped one was not a letter
-                flipped = _flip_case(name, [True] * len(name))
+                flipped = strategies.flip_case(name, [True] * len(name))
             return Mutation(kind, index, name=flipped)
         return Mutation(kind, index)
     if kind == "header-whitespace":
@@ -611,7 +602,9 @@ def mutations(draw: st.DrawFn, delivery: Delivery, kinds: tuple[str, ...] = KIND
     if kind == "replay":
         return Mutation(kind, chunking=draw(chunkings))
     position = draw(st.integers(0, len(delivery.body) - 1))
-    return Mutation(kind, position=position, byte=draw(_other_byte(delivery.body, position)))
+    return Mutation(
+        kind, position=position, byte=draw(strategies.other_byte(delivery.body, position))
+    )
 
 
 @st.composite
@@ -1026,25 +1019,8 @@ _NAMES = [
 _HOSTS = [b"api.example", b"API.example:80", b"127.0.0.1:8000", b"[::1]"]
 
 
-@st.composite
-def long_values(draw: st.DrawFn) -> bytes:
-    """A value of a few hundred bytes to a few KiB, a short random pattern repeated."""
-    unit = draw(st.binary(min_size=1, max_size=8))
-    size = draw(st.integers(256, 9000))
-    return (unit * (size // len(unit) + 1))[:size]
-
-
-garbage_values = st.one_of(
-    st.binary(max_size=48),
-    st.text(max_size=24).map(lambda s: s.encode("utf-8", "surrogatepass")),
-    st.sampled_from(_VALUES),
-    long_values(),
-)
-garbage_names = st.one_of(
-    st.binary(max_size=24),
-    st.text(string.ascii_letters + "-", max_size=24).map(str.encode),
-    st.sampled_from(_NAMES),
-)
+garbage_values = strategies.garbage_values(_VALUES, max_long=9000)
+garbage_names = strategies.garbage_names(_NAMES)
 
 
 @st.composite
