@@ -398,8 +398,7 @@ class SignatureMiddleware:
             else:
                 spent = await self._check_replay(scope, verified, others)
             if spent:
-                marks = tuple((self._store, key, self._ttl) for key in spent)
-                scope[_SPENT] = marks if spent_before is None else (*spent_before, *marks)
+                scope[_SPENT] = spent if spent_before is None else (*spent_before, *spent)
         except VerificationError as error:
             await self._reject(scope, receive, send, error)
             return
@@ -733,18 +732,18 @@ class SignatureMiddleware:
         scope: Scope,
         verified: VerifiedSignature,
         others: tuple[tuple[str, str], ...] = (),
-    ) -> tuple[str, ...]:
+    ) -> tuple[_Mark, ...]:
         """Record the winner's (key id, nonce) and the other signatures' pairs
         (``others``); any one already recorded makes the request a replay,
         unless this very request spent it (:func:`_spent_here`). A request
         refused part way (a replay, a store failure) takes back the pairs it
-        wrote, so that it spends nothing (THREATS R2). Returns the store keys
-        spent."""
+        wrote, so that it spends nothing (THREATS R2). Returns what it spent,
+        as the scope notes it (``_SPENT``)."""
         store = self._store
         if store is None:
             return ()
         added: list[str] = []
-        spent: list[str] = []
+        spent: list[_Mark] = []
         try:
             for key_id, nonce in _pairs(verified, others):
                 key = nonce_key(key_id, nonce)
@@ -752,7 +751,7 @@ class SignatureMiddleware:
                     added.append(key)
                 elif _spent_here(scope, store, key, self._ttl) is not True:
                     raise _replayed(verified, key_id)
-                spent.append(key)
+                spent.append((store, key, self._ttl))
         except Exception:
             discard = getattr(store, "discard", None)
             if discard is not None:
@@ -772,7 +771,7 @@ class SignatureMiddleware:
         verified: VerifiedSignature,
         store: MemoryNonceStore,
         others: tuple[tuple[str, str], ...] = (),
-    ) -> tuple[str, ...]:
+    ) -> tuple[_Mark, ...]:
         """:meth:`_check_replay` for the memory store: no await, no coroutine."""
         nonce = verified.nonce
         if not others:  # the usual request: one signature
@@ -784,9 +783,9 @@ class SignatureMiddleware:
                 and _spent_here(scope, store, key, self._ttl) is not True
             ):
                 raise _replayed(verified)
-            return (key,)
+            return ((store, key, self._ttl),)
         added: list[str] = []
-        spent: list[str] = []
+        spent: list[_Mark] = []
         try:
             for key_id, nonce in _pairs(verified, others):
                 key = nonce_key(key_id, nonce)
@@ -794,7 +793,7 @@ class SignatureMiddleware:
                     added.append(key)
                 elif _spent_here(scope, store, key, self._ttl) is not True:
                     raise _replayed(verified, key_id)
-                spent.append(key)
+                spent.append((store, key, self._ttl))
         except Exception:
             for key in added:
                 store.discard_sync(key)
@@ -1213,6 +1212,7 @@ def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replaye
 # on one Redis, are never taken for one: that fails closed (a replay). Only
 # server-side code writes a scope: a client cannot set this.
 _SPENT = "hmacguard.spent"
+_Mark: TypeAlias = tuple[object, str, float]  # (store, key, ttl)
 
 
 def _spent_here(scope: Scope, store: object, key: str, ttl: float) -> bool | None:
