@@ -803,6 +803,35 @@ async def test_a_profile_given_its_own_clock_keeps_it_behind_the_middleware() ->
     assert stale.status_code == 401
 
 
+class _Recorder:
+    """An app that records each body it reads and answers ``status``, empty."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.calls: list[bytes] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": self.status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _guard(
+    inner: Any, store: MemoryNonceStore, clock: FakeClock, dedupe_ttl: float | None = None
+) -> SignatureMiddleware:
+    """``inner`` behind a middleware verifying /hooks with :class:`HexProfile` on ``store``."""
+    profile = HexProfile()
+    if dedupe_ttl is not None:
+        profile.dedupe_ttl = dedupe_ttl
+    return SignatureMiddleware(
+        inner,
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks": profile},
+        nonce_store=store,
+        clock=clock,
+    )
+
+
 @pytest.mark.parametrize("status", [200, 500])
 async def test_two_middlewares_on_one_store_hand_the_delivery_over_once(status: int) -> None:
     """The same webhook path verified twice on the way, on one store (the middleware
@@ -812,33 +841,18 @@ async def test_two_middlewares_on_one_store_hand_the_delivery_over_once(status: 
     is acknowledged without reaching it, unless the app failed the first one."""
     clock = FakeClock(NOW)
     store = MemoryNonceStore(clock=clock)
-    calls: list[bytes] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        calls.append((await receive())["body"])
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    def guard(inner: Any) -> SignatureMiddleware:
-        return SignatureMiddleware(
-            inner,
-            keys={"client-1": b"k" * 32},
-            webhooks={"/hooks": HexProfile()},
-            nonce_store=store,
-            clock=clock,
-        )
-
-    outer = guard(guard(app))
+    app = _Recorder(status)
+    outer = _guard(_guard(app, store, clock), store, clock)
     body = b'{"event": 1}'
     first = await call(outer, "POST", "/hooks", deliver(body), body)
     again = await call(outer, "POST", "/hooks", deliver(body), body)
     assert first.status_code == status
     if status == 200:
         assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
-        assert calls == [body]
+        assert app.calls == [body]
     else:
         assert again.status_code == status  # processed again: the first one failed
-        assert calls == [body, body]
+        assert app.calls == [body, body]
 
 
 async def test_a_delivery_recorded_in_another_store_is_still_a_duplicate_inside() -> None:
@@ -847,31 +861,15 @@ async def test_a_delivery_recorded_in_another_store_is_still_a_duplicate_inside(
     on the second worker is acknowledged as a duplicate by the inner middleware, not
     processed twice."""
     clock = FakeClock(NOW)
-    shared = MemoryNonceStore(clock=clock)
-    calls: list[bytes] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        calls.append((await receive())["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    def guard(inner: Any, store: MemoryNonceStore) -> SignatureMiddleware:
-        return SignatureMiddleware(
-            inner,
-            keys={"client-1": b"k" * 32},
-            webhooks={"/hooks": HexProfile()},
-            nonce_store=store,
-            clock=clock,
-        )
-
-    inner = guard(app, shared)
-    first = guard(inner, MemoryNonceStore(clock=clock))
-    second = guard(inner, MemoryNonceStore(clock=clock))
+    app = _Recorder()
+    inner = _guard(app, MemoryNonceStore(clock=clock), clock)
+    first = _guard(inner, MemoryNonceStore(clock=clock), clock)
+    second = _guard(inner, MemoryNonceStore(clock=clock), clock)
     body = b'{"event": 2}'
     assert (await call(first, "POST", "/hooks", deliver(body), body)).status_code == 200
     again = await call(second, "POST", "/hooks", deliver(body), body)
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
-    assert calls == [body]
+    assert app.calls == [body]
 
 
 async def test_an_outer_record_shorter_than_the_dedupe_ttl_is_a_503_not_a_lost_event(
@@ -883,29 +881,12 @@ async def test_an_outer_record_shorter_than_the_dedupe_ttl_is_a_503_not_a_lost_e
     it answers 503, so the provider retries, and says which setting to align."""
     clock = FakeClock(NOW)
     store = MemoryNonceStore(clock=clock)
-    calls: list[bytes] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
-        calls.append((await receive())["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    def guard(inner: Any, dedupe_ttl: float) -> SignatureMiddleware:
-        profile = HexProfile()
-        profile.dedupe_ttl = dedupe_ttl
-        return SignatureMiddleware(
-            inner,
-            keys={"client-1": b"k" * 32},
-            webhooks={"/hooks": profile},
-            nonce_store=store,
-            clock=clock,
-        )
-
-    outer = guard(guard(app, dedupe_ttl=7200), dedupe_ttl=3600)
+    app = _Recorder()
+    outer = _guard(_guard(app, store, clock, dedupe_ttl=7200), store, clock, dedupe_ttl=3600)
     body = b'{"event": 3}'
     exchange = await call(outer, "POST", "/hooks", deliver(body), body)
     assert exchange.status_code == 503
     assert problem(exchange)["reason"] == "verification_unavailable"
-    assert calls == []
+    assert app.calls == []
     assert "dedupe_ttl" in caplog.text
     assert len(store) == 0  # the outer one forgot it: its app failed
