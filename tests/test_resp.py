@@ -386,6 +386,43 @@ async def test_paused_server_times_out_closes_and_fails_every_pending_command(
 
 
 @pytest.mark.redis
+async def test_a_blocked_event_loop_is_not_a_redis_timeout(
+    redis_server: RedisServer, clients: Any
+) -> None:
+    """A command still unwritten when other code blocks the loop past its deadline is
+    written afterwards with its whole timeout, and answered: the stall was not Redis's."""
+    client = clients(port=redis_server.port, timeout=TIMEOUT)
+    first_id = await client.command("CLIENT", "ID")  # connected; its timer still set
+    held = client.command("ECHO", "held back")
+    time.sleep(2 * TIMEOUT)  # blocking code on the loop: nothing is written meanwhile
+    late = client.command("ECHO", "after the stall")
+    assert await asyncio.gather(held, late) == [b"held back", b"after the stall"]
+    assert await client.command("CLIENT", "ID") == first_id  # the same connection
+
+
+@pytest.mark.redis
+async def test_a_command_held_back_by_the_loop_is_still_bounded_once_written(
+    own_redis: RedisServer, clients: Any
+) -> None:
+    """Its timeout starts again when it is written, not never: a paused server still fails it."""
+    client = clients(port=own_redis.port, timeout=TIMEOUT)
+    await client.command("PING")
+    with own_redis.client() as admin:
+        admin.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+        name = key()
+        held = client.set_nx_px(name, 60_000)
+        time.sleep(2 * TIMEOUT)
+        resumed = time.monotonic()
+        with pytest.raises(ConnectionError) as caught:
+            await held
+        elapsed = time.monotonic() - resumed
+        admin.execute_command("CLIENT", "UNPAUSE")
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
+        assert admin.exists(name) == 0
+
+
+@pytest.mark.redis
 async def test_connection_refused_fails_fast_then_connects_when_the_server_is_there(
     own_redis: RedisServer, clients: Any
 ) -> None:

@@ -136,7 +136,9 @@ class RedisNonceStore:
             of the (key id, nonce) pair, so long key ids or nonces cost no
             more memory than short ones.
         timeout: seconds each call may take, connecting included (default
-            0.25). Past it the request gets 503.
+            0.25). Past it the request gets 503. (From a URL, a call that a
+            blocked event loop kept from being sent until after its deadline
+            gets ``timeout`` again once it is sent.)
         fail_open: True accepts requests without a replay check while Redis
             cannot answer, and logs an ERROR (at most once every 10 s).
             Choose it only if availability matters more than replay

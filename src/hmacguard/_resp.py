@@ -15,7 +15,10 @@ because it does only what those commands need:
 * A command whose future is already done (its caller was cancelled) when the
   buffer is written is dropped, not sent.
 * Every command has a deadline, ``timeout`` after it was submitted; one timer
-  per client watches the oldest. Past it, or when the connection is lost or
+  per client watches the oldest. (A command the event loop held back, blocked
+  by other code, past its deadline before it could be written gets
+  ``timeout`` again from the moment it is written: the stall was not Redis's.)
+  Past it, or when the connection is lost or
   the server sends what is not RESP2, the connection is closed and EVERY
   pending command fails with :class:`ConnectionError`: none is retried (a
   retried ``SET NX`` whose first reply was lost would call a fresh request a
@@ -350,9 +353,18 @@ class RespClient:
         # A caller cancelled before its command went out: drop it, its nonce stays unused.
         live = [item for item in queue if not item[1].done()]
         if live:
-            connection.send(
-                b"".join([item[0] for item in live]), [(item[1], item[2]) for item in live]
-            )
+            now = self.loop.time()
+            if live[0][2] <= now:
+                # Still unwritten at its deadline: the event loop was blocked
+                # (this process's stall, not Redis's). The batch's time starts
+                # again now, all alike, so deadlines stay in the order written.
+                renewed = now + self._timeout
+                waiting = [(item[1], renewed) for item in live]
+            else:
+                waiting = [(item[1], item[2]) for item in live]
+            connection.send(b"".join([item[0] for item in live]), waiting)
+            if self._timer is None:
+                self._timer = self.loop.call_at(waiting[0][1], self._check_deadlines)
         elif not connection.waiting:
             self._maybe_idle()
 
@@ -415,12 +427,12 @@ class RespClient:
             self._timer = self.loop.call_at(oldest, self._check_deadlines)
 
     def _oldest_deadline(self) -> float | None:
-        deadlines = []
-        if self._connection is not None and self._connection.waiting:
-            deadlines.append(self._connection.waiting[0][1])
-        if self._queue:
-            deadlines.append(self._queue[0][2])
-        return min(deadlines) if deadlines else None
+        connection = self._connection
+        if connection is not None:
+            # Commands still queued are written on this turn of the loop
+            # (_flush), which times them again if the loop held them back.
+            return connection.waiting[0][1] if connection.waiting else None
+        return self._queue[0][2] if self._queue else None
 
     def _fail(
         self, connection: _Connection | None, message: str, cause: BaseException | None
