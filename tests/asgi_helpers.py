@@ -347,6 +347,9 @@ def problem(response: httpx.Response | Exchange) -> dict[str, Any]:
     return document  # type: ignore[no-any-return]
 
 
+# Where the middleware logs refusals for what the client sent (4xx), and the
+# server's own (5xx).
+_REJECTION_LOGGERS = ("hmacguard.rejected", "hmacguard")
 #: The WARNING the middleware logs for every rejection (``SignatureMiddleware._reject``):
 #: ``hmacguard rejected <method> <path!r>: <reason>: <detail> (label=..., key_id=..., client=...)``.
 _REJECTED = re.compile(
@@ -366,7 +369,7 @@ def logged_reasons(log: Any) -> list[str]:
         return [m.group(1) for m in _REJECTED.finditer(log)]
     reasons = []
     for record in log.records:
-        if record.name == "hmacguard" and record.levelname == "WARNING":
+        if record.name in _REJECTION_LOGGERS and record.levelname == "WARNING":
             reason = getattr(record, "hmacguard_reason", None)
             match = _REJECTED.match(record.getMessage())
             # The record's field and its text agree (both are what operators read).

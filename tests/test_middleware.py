@@ -1271,8 +1271,8 @@ async def test_rejections_log_a_warning_without_secrets(caplog: pytest.LogCaptur
     headers = sign("GET", "/t", key=HMACKey("nobody", SECRET))
     async with protected.client() as client:
         await client.get("/t", headers=headers)
-    records = [r for r in caplog.records if r.name == "hmacguard"]
-    assert [r.levelno for r in records] == [logging.WARNING]
+    records = [r for r in caplog.records if r.name.startswith("hmacguard")]
+    assert [(r.name, r.levelno) for r in records] == [("hmacguard.rejected", logging.WARNING)]
     message = records[0].getMessage()
     assert "unknown_key" in message
     assert headers["Signature"].split("=", 1)[1] not in message
@@ -1310,10 +1310,46 @@ async def test_rejections_log_the_peer_address(
     scope = http_scope("GET", "/t")
     scope["client"] = client
     assert (await drive(protected.middleware, scope)).status_code == 401
-    (record,) = [r for r in caplog.records if r.name == "hmacguard"]
+    (record,) = [r for r in caplog.records if r.name == "hmacguard.rejected"]
     assert record.hmacguard_client == logged
     assert record.getMessage().endswith(f"client={logged!r})")
     assert "\n" not in record.getMessage()
+
+
+async def test_client_refusals_can_be_quieted_apart_from_server_faults(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 4xx refusal is logged on ``hmacguard.rejected``, a 5xx one on ``hmacguard``
+    itself: turning the first down (a scanner's flood) keeps store outages in the log."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    unsigned = http_scope("GET", "/t")
+    outage = protect(nonce_store=RaisingStore(ConnectionError("down")))
+    signed = sign("GET", "/t")
+    assert (await drive(outage.middleware, unsigned)).status_code == 401
+    async with outage.client() as client:
+        assert (await client.get("/t", headers=signed)).status_code == 503
+    logged = [
+        (r.name, r.levelno, r.hmacguard_reason)
+        for r in caplog.records
+        if r.name.startswith("hmacguard")
+    ]
+    assert logged == [
+        ("hmacguard.rejected", logging.WARNING, "missing_signature"),
+        ("hmacguard", logging.WARNING, "nonce_store_unavailable"),
+    ]
+    caplog.clear()
+    quiet = logging.getLogger("hmacguard.rejected")
+    try:
+        quiet.setLevel(logging.ERROR)
+        assert (await drive(outage.middleware, http_scope("GET", "/t"))).status_code == 401
+        async with outage.client() as client:
+            assert (await client.get("/t", headers=sign("GET", "/t"))).status_code == 503
+    finally:
+        quiet.setLevel(logging.NOTSET)
+    assert [(r.name, r.hmacguard_reason) for r in caplog.records] == [
+        ("hmacguard", "nonce_store_unavailable")
+    ]
+    assert outage.echo.untouched()
 
 
 async def test_starlette_middleware_stack() -> None:

@@ -78,6 +78,12 @@ ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorHandler: TypeAlias = Callable[[Scope, VerificationError], Any]
 
 logger = logging.getLogger("hmacguard")
+# One WARNING per request refused for what the client sent (4xx), on a child of
+# "hmacguard": its records reach the same handlers, and operators can tune or
+# route those lines (a scanner's flood of unsigned requests) apart from what
+# needs the server's attention, which stays on "hmacguard": 5xx refusals (the
+# nonce store or a key lookup down), a failing on_error handler, start-up warnings.
+rejections = logging.getLogger("hmacguard.rejected")
 
 _T = TypeVar("_T")
 
@@ -989,7 +995,7 @@ class SignatureMiddleware:
             key_id = _masked(key_id)
         cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
         client = _client_host(scope)
-        logger.warning(
+        (rejections if error.status < 500 else logger).warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%r)",
             scope.get("method", "WEBSOCKET"),
             scope.get("path"),
