@@ -356,6 +356,75 @@ async def test_body_at_the_limit_is_accepted(size: int) -> None:
     assert exchange.json()["sha256"] == sha(body)
 
 
+LIMITS = {"/t/uploads/*": 5000, "/t/uploads/avatars/*": 100, "/t/uploads/avatars/big": 2000}
+
+
+@pytest.mark.parametrize(
+    ("target", "limit"),
+    [
+        ("/t/uploads/report.pdf", 5000),  # a prefix
+        ("/t/uploads/avatars/me.png", 100),  # the longest prefix
+        ("/t/uploads/avatars/big", 2000),  # an exact path before any prefix
+        ("/t", 1000),  # elsewhere: max_body_size
+        ("/t/uploads", 1000),  # "/t/uploads/*" covers what is under /t/uploads/, not /t/uploads
+        ("/t/uploads/../t", 1000),  # a prefix never covers a dot segment
+        ("/t/uploads/%2E%2E/t", 1000),  # nor one written percent-encoded
+    ],
+)
+@pytest.mark.parametrize("announced", [True, False])
+async def test_body_limits_per_path(target: str, limit: int, announced: bool) -> None:
+    """``body_limits`` sets the limit per path: a body of exactly the path's limit
+    reaches the app whole; one byte more is 413 (before reading when Content-Length
+    announces it, else once the chunks pass it), and the app is never called."""
+    protected = protect(max_body_size=1000, body_limits=LIMITS)
+    for size, status in ((limit, 200), (limit + 1, 413)):
+        body = b"z" * size
+        scope, _ = signed_scope(
+            "POST", target, body, content_length=announced, nonce=f"{target}-{size}-{announced}"
+        )
+        if not announced:
+            scope["headers"].append((b"transfer-encoding", b"chunked"))
+        exchange = await drive(protected.middleware, scope, body_messages(body, 64))
+        assert exchange.status_code == status, (target, size, exchange.body)
+        if status == 200:
+            assert exchange.json()["sha256"] == sha(body)
+        else:
+            assert problem(exchange)["reason"] == "body_too_large"
+            assert exchange.receive_calls == (0 if announced else limit // 64 + 1)
+    assert protected.echo.count == 1
+    assert len(protected.store) == 1
+
+
+async def test_body_limits_follow_the_router_under_a_root_path() -> None:
+    """Paths are matched as the router sees them, without ``root_path`` (a mount,
+    uvicorn's ``--root-path``), as ``exempt`` paths are."""
+    protected = protect(max_body_size=10, body_limits={"/t/uploads/*": 500})
+    body = b"u" * 500
+    scope, messages = signed_scope(
+        "POST", "/api/t/uploads/x", body, scope_options={"root_path": "/api"}
+    )
+    exchange = await drive(protected.middleware, scope, messages)
+    assert exchange.status_code == 200, exchange.body
+    assert exchange.json()["sha256"] == sha(body)
+
+
+async def test_body_limits_through_httpx_and_an_app() -> None:
+    """From the outside: a signed 3 KiB upload passes on its path and is 413 on
+    another with the default limit; the app is called once."""
+    protected = protect(max_body_size=1024, body_limits={"/t/uploads/*": 4096})
+    body = b"\x00" * 3072
+    async with protected.client() as client:
+        accepted = await client.post(
+            "/t/uploads/file", content=body, headers=sign("POST", "/t/uploads/file", {}, body)
+        )
+        refused = await client.post("/t", content=body, headers=sign("POST", "/t", {}, body))
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["sha256"] == sha(body)
+    assert refused.status_code == 413
+    assert problem(refused)["reason"] == "body_too_large"
+    assert protected.echo.count == 1
+
+
 # -- what the app sees -------------------------------------------------------------------
 
 
@@ -789,6 +858,11 @@ CONFIG_ERRORS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"max_body_size": 1.5}, TypeError, "max_body_size"),
     ({"max_body_size": "1"}, TypeError, "max_body_size"),
     ({"max_body_size": -1}, ValueError, "max_body_size"),
+    ({"body_limits": [("/uploads/*", 10)]}, TypeError, "body_limits"),
+    ({"body_limits": {"uploads/*": 10}}, ValueError, "body_limits"),
+    ({"body_limits": {"/uploads/*": 1.5}}, TypeError, "body_limits"),
+    ({"body_limits": {"/uploads/*": True}}, TypeError, "body_limits"),
+    ({"body_limits": {"/uploads/*": -1}}, ValueError, "body_limits"),
     ({"scheme": "ftp"}, ValueError, "scheme"),
     ({"scheme": "HTTPS"}, ValueError, "scheme"),
     ({"authority": ""}, ValueError, "authority"),

@@ -424,8 +424,14 @@ def test_webhook_configuration_is_checked_at_construction(webhooks: Any, error: 
         SignatureMiddleware(EchoApp(), keys={"client-1": b"k" * 32}, webhooks=webhooks)
 
 
+def _paths_option(option: str, paths: list[str]) -> dict[str, Any]:
+    """``exempt=paths``, or ``body_limits`` with a limit for each of them."""
+    return {option: paths if option == "exempt" else dict.fromkeys(paths, 10)}
+
+
+@pytest.mark.parametrize("option", ["exempt", "body_limits"])
 @pytest.mark.parametrize(
-    ("exempt", "webhook"),
+    ("paths", "webhook"),
     [
         (["/hooks"], "/hooks"),
         (["/hooks/extra"], "/hooks"),
@@ -436,22 +442,32 @@ def test_webhook_configuration_is_checked_at_construction(webhooks: Any, error: 
         (["/health"], "/"),
     ],
 )
-def test_an_exempt_path_under_a_webhook_path_is_refused_at_construction(
-    exempt: list[str], webhook: str
+def test_an_exempt_or_limited_path_under_a_webhook_path_is_refused_at_construction(
+    option: str, paths: list[str], webhook: str
 ) -> None:
-    """An exemption a webhook path also matches would do nothing there (webhooks
-    are verified first): refused at start-up, naming both."""
-    with pytest.raises(ValueError, match="webhook path"):
+    """An exemption or a body limit a webhook path also matches would do nothing
+    there (webhooks are verified first, with their profile's limit): refused at
+    start-up, naming both."""
+    with pytest.raises(ValueError, match=f"{option} .*webhook path"):
         SignatureMiddleware(
-            EchoApp(), keys={"client-1": b"k" * 32}, exempt=exempt, webhooks={webhook: HexProfile()}
+            EchoApp(),
+            keys={"client-1": b"k" * 32},
+            webhooks={webhook: HexProfile()},
+            **_paths_option(option, paths),
         )
 
 
-@pytest.mark.parametrize("exempt", [["/hooksmith"], ["/hookshot*"], ["/health", "/static/*"]])
-def test_exempt_paths_beside_a_webhook_path_are_kept(exempt: list[str]) -> None:
+@pytest.mark.parametrize("option", ["exempt", "body_limits"])
+@pytest.mark.parametrize("paths", [["/hooksmith"], ["/hookshot*"], ["/health", "/static/*"]])
+def test_exempt_or_limited_paths_beside_a_webhook_path_are_kept(
+    option: str, paths: list[str]
+) -> None:
     """Paths that only share the webhook path's first letters are not under it."""
     middleware = SignatureMiddleware(
-        EchoApp(), keys={"client-1": b"k" * 32}, exempt=exempt, webhooks={"/hooks": HexProfile()}
+        EchoApp(),
+        keys={"client-1": b"k" * 32},
+        webhooks={"/hooks": HexProfile()},
+        **_paths_option(option, paths),
     )
     assert middleware.verifier is not None
 

@@ -133,6 +133,13 @@ class SignatureMiddleware:
             Webhook paths are never exempt: an exempt path under one is
             refused at construction, and the callable is not asked about them.
         max_body_size: the largest body accepted, in bytes (default 1 MiB).
+        body_limits: other limits for some paths, in bytes, e.g.
+            ``{"/uploads/*": 50 * 2**20}``; paths as in ``exempt`` (a
+            trailing ``*`` makes a prefix, a prefix never covers a ``.`` or
+            ``..`` segment), an exact path before the longest prefix. Each
+            is checked against ``Content-Length`` before the body is read,
+            and as it arrives. Not for webhook paths: give the profile its
+            ``max_body_size``.
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``, under asyncio and trio.
             None waits forever (THREATS B8: a client trickling its body holds
@@ -190,6 +197,7 @@ class SignatureMiddleware:
         require_nonce: bool | None = None,
         exempt: Iterable[str] | Callable[[Scope], bool | None] = (),
         max_body_size: int = 1024 * 1024,
+        body_limits: Mapping[str, int] | None = None,
         body_timeout: float | None = 30.0,
         lookup_timeout: float | None = 1.0,
         authority: str | None = None,
@@ -258,7 +266,18 @@ class SignatureMiddleware:
         self._ttl = float(self._verifier.nonce_ttl)
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
         self._webhooks = _webhook_routes(webhooks)
-        _check_exemptions_miss_webhooks(self._exact, self._prefixes, self._webhooks)
+        _check_paths_miss_webhooks(
+            "exempt", self._exact, self._prefixes, self._webhooks, _WEBHOOKS_VERIFIED
+        )
+        self._exact_limits, self._prefix_limits = _body_limits(body_limits)
+        _check_paths_miss_webhooks(
+            "body_limits",
+            frozenset(self._exact_limits),
+            tuple(prefix for prefix, _ in self._prefix_limits),
+            self._webhooks,
+            "a webhook profile takes its own max_body_size",
+        )
+        self._any_limits = bool(self._exact_limits or self._prefix_limits)
         # Each webhook path's clock, chosen once: the profile's own, else the verifier's.
         self._webhook_clocks = {
             prefix: _webhook_clock(profile, self._verifier.clock)
@@ -362,10 +381,10 @@ class SignatureMiddleware:
             verified, declared, digest, others = found
             body: bytes | None = None
             if kind == "http":
-                if declared > self._max_body:
+                limit = self._body_limit(scope) if self._any_limits else self._max_body
+                if declared > limit:
                     raise BodyTooLarge(
-                        f"the announced body ({declared} bytes) is over max_body_size "
-                        f"({self._max_body})"
+                        f"the announced body ({declared} bytes) is over the limit ({limit})"
                     )
                 covers_digest = covers_content_digest(verified.components)
                 if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
@@ -373,7 +392,7 @@ class SignatureMiddleware:
                 header_count = len(scope["headers"])
                 try:
                     body = await self._body(
-                        receive, self._max_body, digest if covers_digest else None, declared
+                        receive, limit, digest if covers_digest else None, declared
                     )
                 except VerificationError as error:
                     error.label, error.key_id = verified.label, verified.key_id
@@ -451,6 +470,19 @@ class SignatureMiddleware:
         # "/static%2F..%2Fadmin", decoded) is not under /static/ once an app or
         # a mount normalises it.
         return path.startswith(self._prefixes) and not _has_dot_segment(path)
+
+    def _body_limit(self, scope: Scope) -> int:
+        """The largest body accepted on this request's path (``body_limits``,
+        else ``max_body_size``)."""
+        path = _route_path(scope)
+        limit = self._exact_limits.get(path)
+        if limit is not None:
+            return limit
+        if not _has_dot_segment(path):
+            for prefix, size in self._prefix_limits:  # the longest first
+                if path.startswith(prefix):
+                    return size
+        return self._max_body
 
     def _fast_headers(self, scope: Scope) -> _HeaderPhase | None:
         """The header phase of the usual HTTP request in one pass, or None.
@@ -1500,30 +1532,61 @@ def _exemptions(
     return frozenset(exact), tuple(prefixes), None
 
 
-def _check_exemptions_miss_webhooks(
-    exact: frozenset[str], prefixes: tuple[str, ...], routes: tuple[tuple[str, Any], ...]
-) -> None:
-    """Refuse an exempt path that a webhook path also matches.
+_WEBHOOKS_VERIFIED = "webhook paths are always verified by their profile"
 
-    Webhook paths are verified before exemptions are looked at, so such an
-    exemption would do nothing there; but whoever wrote it expected that path
-    to skip verification (or the webhook to be verified by RFC 9421): say so
-    at start-up rather than let either belief stand.
+
+def _check_paths_miss_webhooks(
+    option: str,
+    exact: frozenset[str],
+    prefixes: tuple[str, ...],
+    routes: tuple[tuple[str, Any], ...],
+    why: str,
+) -> None:
+    """Refuse a path of ``option`` (``exempt``, ``body_limits``) that a webhook
+    path also matches.
+
+    Webhook paths are verified before exemptions are looked at, and take their
+    profile's body limit, so such a path would do nothing there; but whoever
+    wrote it expected it to apply (or the webhook to be verified by RFC 9421):
+    say so at start-up rather than let either belief stand.
     """
     for webhook, _ in routes:
         below = webhook + "/"
         for path in sorted(exact):
             if webhook in ("/", path) or path.startswith(below):
                 raise ValueError(
-                    f"exempt path {path!r} is under the webhook path {webhook!r}: "
-                    "webhook paths are always verified by their profile"
+                    f"{option} path {path!r} is under the webhook path {webhook!r}: {why}"
                 )
         for prefix in prefixes:
             if webhook == "/" or below.startswith(prefix) or prefix.startswith(below):
                 raise ValueError(
-                    f"exempt prefix {prefix + '*'!r} overlaps the webhook path {webhook!r}: "
-                    "webhook paths are always verified by their profile"
+                    f"{option} prefix {prefix + '*'!r} overlaps the webhook path {webhook!r}: {why}"
                 )
+
+
+def _body_limits(
+    limits: Mapping[str, int] | None,
+) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
+    """``body_limits`` read: exact paths, and prefixes with the longest first."""
+    if limits is None:
+        return {}, ()
+    if not isinstance(limits, Mapping):
+        raise TypeError('body_limits maps paths to sizes, e.g. {"/uploads/*": 50 * 2**20}')
+    exact: dict[str, int] = {}
+    prefixes: list[tuple[str, int]] = []
+    for path, size in limits.items():
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"body_limits paths start with '/': {path!r}")
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"body_limits[{path!r}] must be an int (bytes)")
+        if size < 0:
+            raise ValueError(f"body_limits[{path!r}] must not be negative")
+        if path.endswith("*"):
+            prefixes.append((path[:-1], size))
+        else:
+            exact[path] = size
+    prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+    return exact, tuple(prefixes)
 
 
 def _seconds(name: str, value: float | None) -> float | None:
