@@ -51,6 +51,9 @@ class _Client(asyncio.Protocol):
         self.upstream: _Upstream | None = None
         self.stalled = proxy.blackholed
         self.closed = False
+        # Bytes read before the upstream connection is up. Reading is paused until
+        # then, but Python 3.10 starts reading after connection_made() all the same.
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -75,11 +78,17 @@ class _Client(asyncio.Protocol):
         if self.closed:
             upstream.close()
         elif self.transport is not None:
+            if self.early and not self.stalled and upstream.transport is not None:
+                upstream.transport.write(b"".join(self.early))
+            self.early.clear()
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self.stalled or self.upstream is None or self.upstream.transport is None:
+        if self.stalled:
             return  # swallowed
+        if self.upstream is None or self.upstream.transport is None:
+            self.early.append(data)
+            return
         self.upstream.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -754,7 +754,7 @@ async def test_issue8_hanging_store_or_resolver_without_lookup_timeout_is_not_bo
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # TimeoutError itself from Python 3.11
         await asyncio.wait_for(built.middleware(built.scope, built.receive, send), 0.5)
     assert hanging.calls == 1
     assert sent == []

@@ -16,7 +16,6 @@ strip the fields they added from a hop anywhere else (:func:`remove_fields`,
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
@@ -28,11 +27,9 @@ from ._signer import Signer, SignerOptions
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
-elif TYPE_CHECKING:  # pragma: no cover  (Python 3.10)
+elif TYPE_CHECKING:  # pragma: no cover  (Python 3.10: for type checkers only, so that
+    # `import hmacguard` loads nothing outside the standard library there either)
     from typing_extensions import Unpack
-else:  # pragma: no cover  (Python 3.10: for typing.get_type_hints, when installed)
-    with contextlib.suppress(ImportError):
-        from typing_extensions import Unpack
 
 __all__ = [
     "RedirectWarning",
