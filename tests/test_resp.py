@@ -401,6 +401,18 @@ async def test_a_blocked_event_loop_is_not_a_redis_timeout(
 
 
 @pytest.mark.redis
+async def test_a_blocked_event_loop_before_the_first_connection_is_not_a_redis_timeout(
+    redis_server: RedisServer, clients: Any
+) -> None:
+    """The same before any connection is open (start-up, or after a failure): the
+    connection is opened after the stall, within the timeout, and the command answered."""
+    client = clients(port=redis_server.port, timeout=TIMEOUT)
+    held = client.command("ECHO", "held back")
+    time.sleep(2 * TIMEOUT)
+    assert await held == b"held back"
+
+
+@pytest.mark.redis
 async def test_a_command_held_back_by_the_loop_is_still_bounded_once_written(
     own_redis: RedisServer, clients: Any
 ) -> None:

@@ -347,26 +347,32 @@ class RespClient:
         connection = self._connection
         if connection is None:
             if self._connecting is None and self._queue:
+                self._renew_if_held_back()  # connecting is bounded from now on
                 self._connecting = self.loop.create_task(self._connect())
             return
+        self._renew_if_held_back()
         queue, self._queue = self._queue, []
         # A caller cancelled before its command went out: drop it, its nonce stays unused.
         live = [item for item in queue if not item[1].done()]
         if live:
-            now = self.loop.time()
-            if live[0][2] <= now:
-                # Still unwritten at its deadline: the event loop was blocked
-                # (this process's stall, not Redis's). The batch's time starts
-                # again now, all alike, so deadlines stay in the order written.
-                renewed = now + self._timeout
-                waiting = [(item[1], renewed) for item in live]
-            else:
-                waiting = [(item[1], item[2]) for item in live]
+            waiting = [(item[1], item[2]) for item in live]
             connection.send(b"".join([item[0] for item in live]), waiting)
             if self._timer is None:
                 self._timer = self.loop.call_at(waiting[0][1], self._check_deadlines)
         elif not connection.waiting:
             self._maybe_idle()
+
+    def _renew_if_held_back(self) -> None:
+        """Give the queued commands their timeout again from now if the first is
+        past its deadline before it could be written or a connection started:
+        the event loop was blocked (this process's stall, not Redis's). All
+        alike, so deadlines stay in the order the commands were written."""
+        queue = self._queue
+        if queue:
+            now = self.loop.time()
+            if queue[0][2] <= now:
+                renewed = now + self._timeout
+                self._queue = [(data, future, renewed) for data, future, _ in queue]
 
     # -- connecting ------------------------------------------------------------------------
 
