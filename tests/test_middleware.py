@@ -425,6 +425,74 @@ async def test_body_limits_through_httpx_and_an_app() -> None:
     assert protected.echo.count == 1
 
 
+@pytest.mark.parametrize(
+    ("limits", "exempt"),
+    [
+        ({"/t/health": 10}, ["/t/health"]),
+        ({"/t/static/logo.png": 10}, ["/t/static/*"]),
+        ({"/t/static/big/*": 10}, ["/t/static/*"]),
+        ({"/t/static/*": 10}, ["/t/static/*"]),
+    ],
+)
+def test_a_body_limit_on_an_exempt_path_is_refused_at_construction(
+    limits: dict[str, int], exempt: list[str]
+) -> None:
+    """An exempt request is passed on unread: a limit there would do nothing."""
+    with pytest.raises(ValueError, match="exempt"):
+        SignatureMiddleware(_noop_app, keys=KEYS, body_limits=limits, exempt=exempt)
+
+
+@pytest.mark.parametrize(
+    ("limits", "exempt"),
+    [
+        ({"/t/*": 10}, ["/t/health"]),  # the limit covers more than the exemption
+        ({"/t/static/../x": 10}, ["/t/static/*"]),  # a prefix never covers a dot segment
+        ({"/t/healthz": 10}, ["/t/health"]),
+    ],
+)
+def test_a_body_limit_beside_an_exempt_path_is_kept(
+    limits: dict[str, int], exempt: list[str]
+) -> None:
+    """A limit that an exemption covers only in part, or not at all, is accepted."""
+    middleware = SignatureMiddleware(_noop_app, keys=KEYS, body_limits=limits, exempt=exempt)
+    assert middleware.verifier is not None
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+async def test_a_zero_body_limit_takes_an_empty_body_however_framed(chunked: bool) -> None:
+    """``{"/t/ping": 0}`` takes a signed POST with an empty body, whether it says
+    ``Content-Length: 0`` or comes chunked (a body of unknown size that turns out
+    empty), and refuses one byte, announced or not, with the request's key id logged."""
+    protected = protect(body_limits={"/t/ping": 0})
+    # A chunked request may have a body: its signature must cover the digest.
+    covered = ("@method", "@authority", "@path", "@query", "content-digest")
+    for body, status in ((b"", 200), (b"x", 413)):
+        scope, _ = signed_scope(
+            "POST", "/t/ping", body, content_length=not chunked, components=covered
+        )
+        if chunked:
+            scope["headers"].append((b"transfer-encoding", b"chunked"))
+        elif not body:
+            scope["headers"].append((b"content-length", b"0"))
+        exchange = await drive(protected.middleware, scope, body_messages(body))
+        assert exchange.status_code == status, (body, exchange.body)
+    assert protected.echo.count == 1
+
+
+async def test_an_announced_body_over_the_limit_is_logged_with_the_key_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The 413 for a Content-Length over the path's limit names the limit in bytes,
+    and its log line the signature's label and key id, as other refusals do."""
+    caplog.set_level(logging.WARNING, logger="hmacguard")
+    protected = protect(body_limits={"/t/small": 10})
+    scope, messages = signed_scope("POST", "/t/small", b"y" * 11)
+    assert (await drive(protected.middleware, scope, messages)).status_code == 413
+    (record,) = [r for r in caplog.records if r.name == "hmacguard.rejected"]
+    assert "(11 bytes) is over the limit (10 bytes)" in record.getMessage()
+    assert (record.hmacguard_label, record.hmacguard_key_id) == ("sig1", "client-1")
+
+
 # -- what the app sees -------------------------------------------------------------------
 
 
@@ -1426,6 +1494,35 @@ async def test_client_refusals_can_be_quieted_apart_from_server_faults(
     assert outage.echo.untouched()
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"raw_path": None}, "no raw path"),
+        ({"headers": [("host", "api.example")]}, "not byte pairs"),
+    ],
+)
+async def test_a_scope_the_server_built_wrongly_is_logged_for_the_operator(
+    caplog: pytest.LogCaptureFixture, change: dict[str, Any], detail: str
+) -> None:
+    """A scope without a raw path, or with headers that are not byte pairs, is the
+    ASGI server's fault and every request gets it: 400 for the client, but logged
+    on ``hmacguard`` itself, which quieting ``hmacguard.rejected`` leaves alone."""
+    caplog.set_level(logging.DEBUG, logger="hmacguard")
+    protected = protect()
+    scope, messages = signed_scope("GET", "/t")
+    for name, value in change.items():
+        if value is None:
+            del scope[name]
+        else:
+            scope[name] = value
+    exchange = await drive(protected.middleware, scope, messages)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    (record,) = [r for r in caplog.records if r.name.startswith("hmacguard")]
+    assert (record.name, record.levelno) == ("hmacguard", logging.WARNING)
+    assert detail in record.getMessage()
+    assert protected.echo.untouched()
+
+
 async def test_starlette_middleware_stack() -> None:
     """SignatureMiddleware works in Starlette(middleware=[Middleware(...)])."""
     from starlette.applications import Starlette  # noqa: PLC0415
@@ -1958,6 +2055,36 @@ async def test_a_long_unknown_key_id_is_logged_masked(caplog: pytest.LogCaptureF
     assert all(
         getattr(record, "hmacguard_key_id", None) != secret_text for record in caplog.records
     )
+
+
+async def test_a_long_unknown_key_id_of_a_second_signature_is_masked_in_a_replay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A replay refused for another signature in the request names that signature's
+    key id in its detail: a long unknown one (a secret sent as keyid?) is masked there
+    too, as in ``key_id=``."""
+    caplog.set_level(logging.WARNING, logger="hmacguard")
+    secret_text = base64.b64encode(b"t" * 32).decode()
+    protected = protect()
+
+    def scope(nonce: str) -> dict[str, Any]:
+        headers = sign("GET", "/t", nonce=nonce)
+        # A second signature, unverifiable for now (its key is not known): its pair
+        # is spent with the winner's (THREATS M1), and the second request reuses it.
+        headers["Signature-Input"] += (
+            f', sig2=("@method" "@path");created={int(NOW)};keyid="{secret_text}";nonce="n2"'
+        )
+        headers["Signature"] += ", sig2=:AAAA:"
+        return http_scope("GET", "/t", list(headers.items()))
+
+    first = await drive(protected.middleware, scope("first"), body_messages(b""))
+    assert first.status_code == 200
+    second = await drive(protected.middleware, scope("second"), body_messages(b""))
+    assert second.status_code == 401
+    assert logged_reasons(caplog) == ["replayed"]
+    assert secret_text not in caplog.text
+    digest = hashlib.sha256(secret_text.encode()).hexdigest()[:16]
+    assert f"(key id '<44 characters, sha256 {digest}>') was already accepted" in caplog.text
 
 
 async def test_a_key_error_not_about_the_key_id_is_logged_and_stays_unknown(

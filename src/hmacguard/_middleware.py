@@ -82,7 +82,8 @@ logger = logging.getLogger("hmacguard")
 # "hmacguard": its records reach the same handlers, and operators can tune or
 # route those lines (a scanner's flood of unsigned requests) apart from what
 # needs the server's attention, which stays on "hmacguard": 5xx refusals (the
-# nonce store or a key lookup down), a failing on_error handler, start-up warnings.
+# nonce store or a key lookup down), a scope the server built wrongly
+# (_BadScope), a failing on_error handler, start-up warnings.
 rejections = logging.getLogger("hmacguard.rejected")
 
 _T = TypeVar("_T")
@@ -138,8 +139,8 @@ class SignatureMiddleware:
             trailing ``*`` makes a prefix, a prefix never covers a ``.`` or
             ``..`` segment), an exact path before the longest prefix. Each
             is checked against ``Content-Length`` before the body is read,
-            and as it arrives. Not for webhook paths: give the profile its
-            ``max_body_size``.
+            and as it arrives. Not for webhook paths (give the profile its
+            ``max_body_size``) nor exempt ones (no limit applies there).
         body_timeout: seconds a request with a body has to deliver all of it
             (default 30); then 408 ``body_timeout``, under asyncio and trio.
             None waits forever (THREATS B8: a client trickling its body holds
@@ -277,6 +278,9 @@ class SignatureMiddleware:
             self._webhooks,
             "a webhook profile takes its own max_body_size",
         )
+        _check_limits_miss_exemptions(
+            self._exact_limits, self._prefix_limits, self._exact, self._prefixes
+        )
         self._any_limits = bool(self._exact_limits or self._prefix_limits)
         # Each webhook path's clock, chosen once: the profile's own, else the verifier's.
         self._webhook_clocks = {
@@ -382,9 +386,13 @@ class SignatureMiddleware:
             body: bytes | None = None
             if kind == "http":
                 limit = self._body_limit(scope) if self._any_limits else self._max_body
-                if declared > limit:
+                # A chunked body (declared 1: of unknown size) may be empty: under
+                # a limit of 0 it is measured as it arrives, not refused unread.
+                if declared > limit and (declared != 1 or not _chunked(scope["headers"])):
                     raise BodyTooLarge(
-                        f"the announced body ({declared} bytes) is over the limit ({limit})"
+                        f"the announced body ({declared} bytes) is over the limit ({limit} bytes)",
+                        label=verified.label,
+                        key_id=verified.key_id,
                     )
                 covers_digest = covers_content_digest(verified.components)
                 if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
@@ -602,7 +610,7 @@ class SignatureMiddleware:
             names = b"".join(single)  # type: ignore[arg-type]
             b"".join(single.values())  # type: ignore[union-attr]
         except (TypeError, ValueError):
-            raise MalformedRequest("the server gave headers that are not byte pairs") from None
+            raise _BadScope("the server gave headers that are not byte pairs") from None
         if single is not None and len(single) == len(raw) and names.islower():
             if b"trailer" in single:
                 raise MalformedRequest(_NO_TRAILERS)
@@ -633,7 +641,7 @@ class SignatureMiddleware:
         if not raw_path:
             # THREATS U1: never fall back to the decoded path, which routers
             # use but clients do not sign.
-            raise MalformedRequest("the server gave no raw path to verify")
+            raise _BadScope("the server gave no raw path to verify")
         if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
             # Only an origin-form target (RFC 9112 §3.2.1) can be verified: a "?"
             # or "#" in the path (h11 splits the target at "?" only) would be read
@@ -788,7 +796,7 @@ class SignatureMiddleware:
                 if await self._add(store, self._store_deadlines, key, self._ttl):
                     added.append(key)
                 elif _spent_here(scope, store, key, self._ttl) is not True:
-                    raise _replayed(verified, key_id)
+                    raise self._replayed(verified, key_id)
                 spent.append((store, key, self._ttl))
         except Exception:
             discard = getattr(store, "discard", None)
@@ -820,7 +828,7 @@ class SignatureMiddleware:
                 not store.add_sync(key, self._ttl)
                 and _spent_here(scope, store, key, self._ttl) is not True
             ):
-                raise _replayed(verified)
+                raise self._replayed(verified)
             return ((store, key, self._ttl),)
         added: list[str] = []
         spent: list[_Mark] = []
@@ -830,7 +838,7 @@ class SignatureMiddleware:
                 if store.add_sync(key, self._ttl):
                     added.append(key)
                 elif _spent_here(scope, store, key, self._ttl) is not True:
-                    raise _replayed(verified, key_id)
+                    raise self._replayed(verified, key_id)
                 spent.append((store, key, self._ttl))
         except Exception:
             for key in added:
@@ -1018,16 +1026,11 @@ class SignatureMiddleware:
         before), which the answers must not (THREATS E1).
         """
         close = _announces_body(scope)
-        key_id = error.key_id
-        if (
-            key_id is not None
-            and len(key_id) >= SECRET_TEXT_CHARS
-            and not self._verifier.keyring.holds(key_id)
-        ):
-            key_id = _masked(key_id)
+        key_id = None if error.key_id is None else self._loggable(error.key_id)
         cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
         client = _client_host(scope)
-        (rejections if error.status < 500 else logger).warning(
+        server_side = error.status >= 500 or isinstance(error, _BadScope)
+        (logger if server_side else rejections).warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%r)",
             scope.get("method", "WEBSOCKET"),
             scope.get("path"),
@@ -1089,6 +1092,24 @@ class SignatureMiddleware:
             headers = _closing(headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _loggable(self, key_id: str) -> str:
+        """``key_id`` as it may be logged: a long one that is not a static key's
+        (a client's secret sent in its place?) as its length and a short hash."""
+        if len(key_id) >= SECRET_TEXT_CHARS and not self._verifier.keyring.holds(key_id):
+            return _masked(key_id)
+        return key_id
+
+    def _replayed(self, verified: VerifiedSignature, key_id: str | None = None) -> Replayed:
+        """The request is a replay: its winner's pair, or (``key_id``, of another
+        signature in it) another pair, was already accepted."""
+        detail = (
+            "this (key id, nonce) pair was already accepted"
+            if key_id is None or key_id == verified.key_id
+            else "the (key id, nonce) pair of another signature in it (key id "
+            f"{self._loggable(key_id)!r}) was already accepted"
+        )
+        return Replayed(detail, label=verified.label, key_id=verified.key_id)
 
     def _debug_base(self, scope: Scope) -> bytes | None:
         try:
@@ -1230,18 +1251,6 @@ def _warn_shared_secrets(routes: list[tuple[str, WebhookProfile]]) -> None:
                 )
 
 
-def _replayed(verified: VerifiedSignature, key_id: str | None = None) -> Replayed:
-    """The request is a replay: its winner's pair, or (``key_id``, of another
-    signature in it) another pair, was already accepted."""
-    detail = (
-        "this (key id, nonce) pair was already accepted"
-        if key_id is None or key_id == verified.key_id
-        else f"the (key id, nonce) pair of another signature in it (key id {key_id!r}) "
-        "was already accepted"
-    )
-    return Replayed(detail, label=verified.label, key_id=verified.key_id)
-
-
 # The nonce store keys a request has spent (its nonces, or a webhook
 # delivery's), as (store, key, ttl), in its scope while the app runs: a second
 # SignatureMiddleware the same request reaches (a mounted sub-app protected
@@ -1316,6 +1325,13 @@ _NOT_A_LENGTH = "Content-Length is not a number"
 
 class _NotAnAnswer(TypeError):
     """The exempt callable returned something other than True, False or None."""
+
+
+class _BadScope(MalformedRequest):
+    """A scope the server built wrongly (no raw path, headers that are not byte
+    pairs). The client is told ``malformed_request``, but every request fails
+    the same way until the server is fixed: logged on ``hmacguard``, with what
+    needs an operator, not on ``hmacguard.rejected``."""
 
 
 def _names_an_override(headers: Mapping[bytes, bytes]) -> bool:
@@ -1491,6 +1507,11 @@ def _scan_headers(
     return host, length, declared, ", ".join(digests) if digests else None
 
 
+def _chunked(raw: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request has a ``Transfer-Encoding`` (its body's size unknown)."""
+    return any(name.lower() == b"transfer-encoding" for name, _ in raw)
+
+
 def _route_path(scope: Scope) -> str:
     """The path the router sees: ``scope["path"]`` less ``scope["root_path"]``
     (uvicorn's ``--root-path``, a mount), as Starlette's router takes it off."""
@@ -1562,6 +1583,30 @@ def _check_paths_miss_webhooks(
                 raise ValueError(
                     f"{option} prefix {prefix + '*'!r} overlaps the webhook path {webhook!r}: {why}"
                 )
+
+
+def _check_limits_miss_exemptions(
+    exact_limits: Mapping[str, int],
+    prefix_limits: tuple[tuple[str, int], ...],
+    exact: frozenset[str],
+    prefixes: tuple[str, ...],
+) -> None:
+    """Refuse a ``body_limits`` path that ``exempt`` paths cover entirely: an
+    exempt request is not verified and its body not read here, so the limit
+    would do nothing there (an exempt callable is asked per request and cannot
+    be checked in advance)."""
+    for path in exact_limits:
+        if path in exact or (path.startswith(prefixes) and not _has_dot_segment(path)):
+            raise ValueError(
+                f"body_limits path {path!r} is exempt: exempt requests are not verified, "
+                "and no body limit applies to them"
+            )
+    for prefix, _ in prefix_limits:
+        if prefix.startswith(prefixes):
+            raise ValueError(
+                f"body_limits prefix {prefix + '*'!r} is under an exempt prefix: exempt "
+                "requests are not verified, and no body limit applies to them"
+            )
 
 
 def _body_limits(
