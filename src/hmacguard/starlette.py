@@ -1,0 +1,76 @@
+"""What ``SignatureMiddleware`` verified, typed, for Starlette and FastAPI routes.
+
+Needs Starlette (FastAPI installs it). Each function takes the route's request
+(or WebSocket) and returns what the middleware put in ``request.state``, typed
+for the type checker: in FastAPI, use them as dependencies::
+
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI
+
+    from hmacguard import VerifiedSignature
+    from hmacguard.starlette import verified_signature
+
+    Signed = Annotated[VerifiedSignature, Depends(verified_signature)]
+
+    @app.post("/orders")
+    async def create_order(signature: Signed) -> dict[str, str]:
+        return {"by": signature.key_id}
+
+A request the middleware did not verify (its path is exempt, or the middleware
+is not installed in front of this app) has nothing to return: that is a
+mistake in the application's setup, not in the request, and it raises
+:class:`NotVerified` (a ``RuntimeError``; the server answers 500) rather than
+let the route run as if the request had been verified.
+"""
+
+from __future__ import annotations
+
+try:
+    from starlette.requests import HTTPConnection
+except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
+    raise ImportError("hmacguard.starlette needs Starlette: pip install starlette") from exc
+
+from ._verifier import VerifiedSignature
+from .webhooks._profile import VerifiedWebhook
+
+__all__ = ["NotVerified", "verified_signature", "verified_webhook"]
+
+
+class NotVerified(RuntimeError):
+    """The route asked for what the middleware verified, and it verified nothing:
+    the path is exempt, is not a webhook path, or no ``SignatureMiddleware`` runs
+    in front of the app."""
+
+
+def verified_signature(conn: HTTPConnection) -> VerifiedSignature:
+    """The request's :class:`VerifiedSignature` (``request.state.signature``).
+
+    Raises:
+        NotVerified: ``SignatureMiddleware`` did not verify this request by
+            RFC 9421 (an exempt path, a webhook path, or no middleware).
+    """
+    found = conn.scope.get("state", {}).get("signature")
+    if not isinstance(found, VerifiedSignature):
+        raise NotVerified(
+            f"no verified signature for {conn.url.path!r}: is SignatureMiddleware in "
+            "front of this app, and is the path neither exempt nor a webhook path?"
+        )
+    return found
+
+
+def verified_webhook(conn: HTTPConnection) -> VerifiedWebhook:
+    """The delivery's :class:`~hmacguard.webhooks.VerifiedWebhook`
+    (``request.state.webhook``).
+
+    Raises:
+        NotVerified: the path is not one of the middleware's ``webhooks=``
+            paths, or no ``SignatureMiddleware`` runs in front of the app.
+    """
+    found = conn.scope.get("state", {}).get("webhook")
+    if not isinstance(found, VerifiedWebhook):
+        raise NotVerified(
+            f"no verified webhook delivery for {conn.url.path!r}: is the path one of "
+            "SignatureMiddleware's webhooks= paths?"
+        )
+    return found
