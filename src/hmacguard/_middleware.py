@@ -83,7 +83,7 @@ logger = logging.getLogger("hmacguard")
 # route those lines (a scanner's flood of unsigned requests) apart from what
 # needs the server's attention, which stays on "hmacguard": 5xx refusals (the
 # nonce store or a key lookup down), a scope the server built wrongly
-# (_BadScope), a failing on_error handler, start-up warnings.
+# (_SCOPE_FAULTS), a failing on_error handler, start-up warnings.
 rejections = logging.getLogger("hmacguard.rejected")
 
 _T = TypeVar("_T")
@@ -610,7 +610,7 @@ class SignatureMiddleware:
             names = b"".join(single)  # type: ignore[arg-type]
             b"".join(single.values())  # type: ignore[union-attr]
         except (TypeError, ValueError):
-            raise _BadScope("the server gave headers that are not byte pairs") from None
+            raise MalformedRequest(_NOT_BYTE_PAIRS) from None
         if single is not None and len(single) == len(raw) and names.islower():
             if b"trailer" in single:
                 raise MalformedRequest(_NO_TRAILERS)
@@ -641,7 +641,7 @@ class SignatureMiddleware:
         if not raw_path:
             # THREATS U1: never fall back to the decoded path, which routers
             # use but clients do not sign.
-            raise _BadScope("the server gave no raw path to verify")
+            raise MalformedRequest(_NO_RAW_PATH)
         if raw_path[:1] != b"/" or b"?" in raw_path or b"#" in raw_path:
             # Only an origin-form target (RFC 9112 §3.2.1) can be verified: a "?"
             # or "#" in the path (h11 splits the target at "?" only) would be read
@@ -1029,7 +1029,7 @@ class SignatureMiddleware:
         key_id = None if error.key_id is None else self._loggable(error.key_id)
         cause = error.__cause__ if isinstance(error, KeyLookupFailed) else None
         client = _client_host(scope)
-        server_side = error.status >= 500 or isinstance(error, _BadScope)
+        server_side = error.status >= 500 or error.detail in _SCOPE_FAULTS
         (logger if server_side else rejections).warning(
             "hmacguard rejected %s %r: %s: %s (label=%r, key_id=%r, client=%r)",
             scope.get("method", "WEBSOCKET"),
@@ -1327,11 +1327,12 @@ class _NotAnAnswer(TypeError):
     """The exempt callable returned something other than True, False or None."""
 
 
-class _BadScope(MalformedRequest):
-    """A scope the server built wrongly (no raw path, headers that are not byte
-    pairs). The client is told ``malformed_request``, but every request fails
-    the same way until the server is fixed: logged on ``hmacguard``, with what
-    needs an operator, not on ``hmacguard.rejected``."""
+# A scope the server built wrongly. The client is told malformed_request, but
+# every request fails the same way until the server is fixed: logged on
+# "hmacguard", with what needs an operator, not on "hmacguard.rejected".
+_NOT_BYTE_PAIRS = "the server gave headers that are not byte pairs"
+_NO_RAW_PATH = "the server gave no raw path to verify"
+_SCOPE_FAULTS = frozenset({_NOT_BYTE_PAIRS, _NO_RAW_PATH})
 
 
 def _names_an_override(headers: Mapping[bytes, bytes]) -> bool:
