@@ -26,6 +26,8 @@ let the route run as if the request had been verified.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 try:
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
@@ -35,6 +37,8 @@ from ._verifier import VerifiedSignature
 from .webhooks._profile import VerifiedWebhook
 
 __all__ = ["NotVerified", "verified_signature", "verified_webhook"]
+
+_T = TypeVar("_T")
 
 
 class NotVerified(RuntimeError):
@@ -50,13 +54,13 @@ def verified_signature(conn: HTTPConnection) -> VerifiedSignature:
         NotVerified: ``SignatureMiddleware`` did not verify this request by
             RFC 9421 (an exempt path, a webhook path, or no middleware).
     """
-    found = conn.scope.get("state", {}).get("signature")
-    if not isinstance(found, VerifiedSignature):
-        raise NotVerified(
-            f"no verified signature for {conn.url.path!r}: is SignatureMiddleware in "
-            "front of this app, and is the path neither exempt nor a webhook path?"
-        )
-    return found
+    return _verified(
+        conn,
+        "signature",
+        VerifiedSignature,
+        "is SignatureMiddleware in front of this app, and is the path neither exempt "
+        "nor a webhook path?",
+    )
 
 
 def verified_webhook(conn: HTTPConnection) -> VerifiedWebhook:
@@ -67,10 +71,14 @@ def verified_webhook(conn: HTTPConnection) -> VerifiedWebhook:
         NotVerified: the path is not one of the middleware's ``webhooks=``
             paths, or no ``SignatureMiddleware`` runs in front of the app.
     """
-    found = conn.scope.get("state", {}).get("webhook")
-    if not isinstance(found, VerifiedWebhook):
-        raise NotVerified(
-            f"no verified webhook delivery for {conn.url.path!r}: is the path one of "
-            "SignatureMiddleware's webhooks= paths?"
-        )
+    return _verified(
+        conn, "webhook", VerifiedWebhook, "is it one of SignatureMiddleware's webhooks= paths?"
+    )
+
+
+def _verified(conn: HTTPConnection, name: str, kind: type[_T], hint: str) -> _T:
+    """What the middleware put in the scope's state under ``name``, if a ``kind``."""
+    found = conn.scope.get("state", {}).get(name)
+    if not isinstance(found, kind):
+        raise NotVerified(f"no verified {name} for {conn.url.path!r}: {hint}")
     return found
