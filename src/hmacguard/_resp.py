@@ -16,9 +16,9 @@ because it does only what those commands need:
   buffer is written is dropped, not sent.
 * Every command has a deadline, ``timeout`` after it was submitted; one timer
   per client watches the oldest. (A command the event loop held back, blocked
-  by other code, past its deadline before it could be written gets
-  ``timeout`` again from the moment it is written: the stall was not Redis's.)
-  Past it, or when the connection is lost or
+  by other code, past its deadline before it could be written, or before a
+  connection for it was started, gets ``timeout`` again from that moment: the
+  stall was not Redis's.) Past it, or when the connection is lost or
   the server sends what is not RESP2, the connection is closed and EVERY
   pending command fails with :class:`ConnectionError`: none is retried (a
   retried ``SET NX`` whose first reply was lost would call a fresh request a
