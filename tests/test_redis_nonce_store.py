@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import logging
 import re
@@ -1121,6 +1122,103 @@ def test_threat_R5_threads_with_their_own_loops_accept_exactly_one(
         thread.join()
     assert len(results) == 100
     assert results.count(True) == 1
+
+
+def _store_connections(server: RedisServer) -> int:
+    """Connections open on ``server`` other than the one asking, once they have settled."""
+    with server.client() as probe:
+        deadline = time.monotonic() + 2
+        while True:
+            count = len(probe.client_list()) - 1
+            if count == 0 or time.monotonic() > deadline:
+                return count
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def unraisable(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What the garbage collector could not raise (a ResourceWarning for a socket
+    left open becomes one under the suite's ``error`` filter)."""
+    caught: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", caught.append)
+    return caught
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_an_event_loop_that_ends_takes_its_connection_with_it(
+    own_redis: RedisServer, runner: str, unraisable: list[Any]
+) -> None:
+    """A store used in short-lived event loops (a test client runs each request in a
+    loop of its own) and never closed: each loop's connection is closed as the loop
+    ends, by asyncio.run() or uvloop.run(), not left to the garbage collector."""
+    run = pytest.importorskip("uvloop").run if runner == "uvloop" else asyncio.run
+    store = RedisNonceStore(own_redis.url, prefix=f"{uuid.uuid4()}:")
+
+    async def add(key: str) -> bool:
+        return await store.add(key, TTL)
+
+    assert [run(add("a")), run(add("b")), run(add("a"))] == [True, True, False]
+    assert _store_connections(own_redis) == 0
+    gc.collect()
+    assert unraisable == []
+
+
+def test_each_request_in_a_loop_of_its_own_through_the_middleware(
+    own_redis: RedisServer, unraisable: list[Any]
+) -> None:
+    """As Starlette's TestClient calls an app: every request in a new event loop. The
+    replay is refused across loops, and no connection outlives its loop."""
+    protected = protect(nonce_store=RedisNonceStore(own_redis.url))
+    first = sign("POST", "/t", {"content-type": "application/json"}, b"{}")
+    second = sign("POST", "/t", {"content-type": "application/json"}, b"{}")
+
+    async def post(headers: dict[str, str]) -> int:
+        async with protected.client() as client:
+            return (await client.post("/t", headers=headers, content=b"{}")).status_code
+
+    assert [asyncio.run(post(first)), asyncio.run(post(second)), asyncio.run(post(first))] == [
+        200,
+        200,
+        401,
+    ]
+    assert protected.echo.count == 2
+    assert _store_connections(own_redis) == 0
+    gc.collect()
+    assert unraisable == []
+
+
+def test_aclose_then_the_loop_ends(own_redis: RedisServer, unraisable: list[Any]) -> None:
+    """aclose() in the loop, then the loop's end: closed once, quietly."""
+    store = RedisNonceStore(own_redis.url, prefix=f"{uuid.uuid4()}:")
+
+    async def add_then_close(key: str) -> bool:
+        try:
+            return await store.add(key, TTL)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(add_then_close("a")) is True
+    assert asyncio.run(add_then_close("a")) is False
+    assert _store_connections(own_redis) == 0
+    gc.collect()
+    assert unraisable == []
+
+
+def test_a_loop_closed_by_hand_is_forgotten_quietly(
+    own_redis: RedisServer, unraisable: list[Any]
+) -> None:
+    """A loop closed without shutting down its async generators (loop.close() alone)
+    cannot close the connection itself; the next loop's first call forgets it. The
+    only complaint is the socket's own ResourceWarning, and the store works on."""
+    store = RedisNonceStore(own_redis.url, prefix=f"{uuid.uuid4()}:")
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(store.add("a", TTL)) is True
+    finally:
+        loop.close()
+    assert asyncio.run(store.add("a", TTL)) is False
+    gc.collect()
+    assert all(isinstance(hook.exc_value, ResourceWarning) for hook in unraisable)
 
 
 # -- through the middleware ------------------------------------------------------------------

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import math
@@ -47,7 +48,8 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+import weakref
+from collections.abc import AsyncGenerator, Awaitable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -184,6 +186,7 @@ class RedisNonceStore:
         self._options: dict[str, Any] = {}  # RespClient's, for a URL
         self._clients: dict[asyncio.AbstractEventLoop, RespClient] = {}  # for a URL
         self._senders: dict[asyncio.AbstractEventLoop, _Sender] = {}  # for a given client
+        self._loop_ends: dict[asyncio.AbstractEventLoop, _LoopEnd] = {}  # with _clients
         self._lock = threading.Lock()
         if isinstance(url_or_client, str):
             self._where = _redact(url_or_client)
@@ -320,13 +323,22 @@ class RedisNonceStore:
         """Close the connections this store opened in the running event loop.
 
         Call it in every event loop that used the store, before the loop
-        closes (with uvicorn, one loop per worker: at shutdown). A client
-        passed to the constructor is left open: it is the caller's to close.
+        closes (with uvicorn, one loop per worker: at shutdown). A loop that
+        ends through ``asyncio.run()``, ``uvloop.run()`` or anyio closes the
+        store's connection itself if this was not called; one closed by
+        ``loop.close()`` alone cannot. A client passed to the constructor is
+        left open: it is the caller's to close.
         """
-        loop = asyncio.get_running_loop()
+        await self._close_in(asyncio.get_running_loop())
+
+    async def _close_in(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close what this store opened in ``loop``, the running loop."""
         with self._lock:
             client = self._clients.pop(loop, None)
             sender = self._senders.pop(loop, None)
+            loop_end = self._loop_ends.pop(loop, None)
+        if loop_end is not None:
+            loop_end.disarm()
         if client is not None:
             await client.aclose()  # which waits for the policy check's reply too
         if sender is not None:
@@ -354,10 +366,15 @@ class RedisNonceStore:
         with self._lock:
             client = self._clients.get(loop)
             if client is None:
-                # Forget the clients of closed loops: their sockets cannot be used again.
+                # Forget the clients of closed loops: their sockets cannot be used again
+                # (a loop that ended through asyncio.run() closed its own: _LoopEnd).
                 for old in [old for old in self._clients if old.is_closed()]:
                     del self._clients[old]
+                    closed = self._loop_ends.pop(old, None)
+                    if closed is not None:
+                        closed.disarm()
                 client = self._clients[loop] = RespClient(**self._options, timeout=self._timeout)
+                self._loop_ends[loop] = _LoopEnd(self, loop)
             return client
 
     def _sender(self) -> _Sender:
@@ -459,6 +476,73 @@ class RedisNonceStore:
             )
         else:
             logger.debug("RedisNonceStore: maxmemory-policy is %s", policy)
+
+
+class _LoopEnd:
+    """Closes a store's connection in one event loop when that loop ends.
+
+    A store is often used in event loops that end without anyone calling
+    :meth:`RedisNonceStore.aclose` in them: Starlette's ``TestClient`` runs
+    each request in a loop of its own, as ``asyncio.run()`` does each call.
+    The connection opened in such a loop would be left to the garbage
+    collector (a ``ResourceWarning``, a socket open until then), and uvloop
+    does not finish closing a loop that still has one.
+
+    What closes it is an asynchronous generator, started here in the loop and
+    left waiting: a loop that ends the way ``asyncio.run()``, ``uvloop.run()``
+    and anyio end theirs first closes the asynchronous generators it saw start
+    (PEP 525, ``loop.shutdown_asyncgens()``), and this one's ``finally``
+    closes the store's connection while the loop can still run it. It holds
+    the store weakly, so it keeps nothing alive. A loop closed by
+    ``loop.close()`` alone closes no generator; its connection is forgotten
+    (left to the garbage collector) when the store is next used in another.
+    """
+
+    __slots__ = ("_armed", "_loop", "_store", "_waiting")
+
+    def __init__(self, store: RedisNonceStore, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = weakref.ref(store)
+        self._loop = loop
+        self._armed = True
+        self._waiting = self._wait()
+        # The first step runs up to the yield, at once, and registers the
+        # generator with the running loop (its firstiter hook).
+        with contextlib.suppress(StopIteration):
+            self._waiting.asend(None).send(None)
+
+    async def _wait(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            store = self._store()
+            if self._armed and store is not None and _running_loop() is self._loop:
+                self._armed = False
+                try:
+                    await store._close_in(self._loop)
+                except Exception as exc:  # the loop is ending: nothing to answer
+                    logger.debug(
+                        "RedisNonceStore: closing the connection of an ending event loop "
+                        "failed (%s)",
+                        _failure_name(exc),
+                    )
+
+    def disarm(self) -> None:
+        """Stop waiting without closing anything (the store closed or forgot the
+        connection itself)."""
+        if not self._armed:
+            return  # closing now, from its own finally
+        self._armed = False
+        # Finishes it here and now: its finally finds it disarmed and returns
+        # without waiting, so no loop is asked to close it later.
+        with contextlib.suppress(StopIteration):
+            self._waiting.aclose().send(None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Sender:
