@@ -1221,6 +1221,35 @@ def test_a_loop_closed_by_hand_is_forgotten_quietly(
     assert all(isinstance(hook.exc_value, ResourceWarning) for hook in unraisable)
 
 
+def test_a_store_first_used_as_its_loop_ends_still_answers(
+    own_redis: RedisServer, unraisable: list[Any]
+) -> None:
+    """First used in an async generator the ending loop is closing: too late for
+    that loop to close the connection, so none is promised, and the check still
+    answers (the loop's warning about a late generator is not turned into a
+    failure of the check)."""
+    stores = [RedisNonceStore(own_redis.url, prefix=f"{uuid.uuid4()}:")]
+    answers: list[bool] = []
+    kept: list[Any] = []
+
+    async def late() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            answers.append(await stores[0].add("late", TTL))
+
+    async def main() -> None:
+        waiting = late()
+        await waiting.__anext__()
+        kept.append(waiting)  # left unfinished: the loop closes it as it ends
+
+    asyncio.run(main())
+    assert answers == [True]
+    stores.clear()  # its connection goes with it, while the hook still listens
+    gc.collect()
+    assert all(isinstance(hook.exc_value, ResourceWarning) for hook in unraisable)
+
+
 # -- through the middleware ------------------------------------------------------------------
 
 

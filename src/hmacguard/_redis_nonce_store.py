@@ -503,12 +503,19 @@ class _LoopEnd:
     def __init__(self, store: RedisNonceStore, loop: asyncio.AbstractEventLoop) -> None:
         self._store = weakref.ref(store)
         self._loop = loop
-        self._armed = True
         self._waiting = self._wait()
-        # The first step runs up to the yield, at once, and registers the
-        # generator with the running loop (its firstiter hook).
-        with contextlib.suppress(StopIteration):
-            self._waiting.asend(None).send(None)
+        # A loop already closing its generators would not close this one, and
+        # asyncio warns about it: the connection is left as a loop.close() leaves it.
+        self._armed = not getattr(loop, "_asyncgens_shutdown_called", False)
+        if self._armed:
+            try:
+                # The first step runs up to the yield, at once, and registers the
+                # generator with the running loop (its firstiter hook).
+                self._waiting.asend(None).send(None)
+            except StopIteration:
+                pass
+            except Exception:  # the hook refused it (a warning made an error)
+                self._armed = False
 
     async def _wait(self) -> AsyncGenerator[None, None]:
         try:
