@@ -1163,6 +1163,30 @@ def test_an_event_loop_that_ends_takes_its_connection_with_it(
     assert unraisable == []
 
 
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_a_loop_that_ends_while_connecting_ends_at_once(
+    own_redis: RedisServer, runner: str, unraisable: list[Any]
+) -> None:
+    """The loop ends while the store's connection is still being opened: asyncio.run()
+    cancels every task first, the connecting one included, and the end does not then
+    wait out the command's timeout (5 s here) before closing."""
+    run = pytest.importorskip("uvloop").run if runner == "uvloop" else asyncio.run
+    store = RedisNonceStore(own_redis.url, prefix=f"{uuid.uuid4()}:", timeout=5)
+    started: list[asyncio.Task[bool]] = []
+
+    async def main() -> None:
+        started.append(asyncio.get_running_loop().create_task(store.add("k", TTL)))
+        await asyncio.sleep(0)  # the SET is queued and the connection is opening
+
+    began = time.monotonic()
+    run(main())
+    assert time.monotonic() - began < 2
+    assert started[0].cancelled()
+    assert _store_connections(own_redis) == 0
+    gc.collect()
+    assert unraisable == []
+
+
 def test_each_request_in_a_loop_of_its_own_through_the_middleware(
     own_redis: RedisServer, unraisable: list[Any]
 ) -> None:

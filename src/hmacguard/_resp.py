@@ -349,6 +349,7 @@ class RespClient:
             if self._connecting is None and self._queue:
                 self._renew_if_held_back()  # connecting is bounded from now on
                 self._connecting = self.loop.create_task(self._connect())
+                self._connecting.add_done_callback(self._connect_cancelled)
             return
         self._renew_if_held_back()
         queue, self._queue = self._queue, []
@@ -387,6 +388,15 @@ class RespClient:
         self._connecting = None
         self._connection = connection
         self._flush()
+
+    def _connect_cancelled(self, task: asyncio.Task[None]) -> None:
+        """Cancelled from outside, not by :meth:`_fail` (``asyncio.run()`` cancels
+        every task as its loop ends, perhaps before this one started): fail the
+        queued commands now rather than at their deadline, which :meth:`aclose`
+        would wait for."""
+        if task.cancelled() and self._connecting is task:
+            self._connecting = None
+            self._fail(None, "connecting to Redis was cancelled", None)
 
     async def _open(self) -> _Connection:
         connection = _Connection(self)
