@@ -6,6 +6,7 @@ to an app behind ``SignatureMiddleware``.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Annotated, Any
@@ -122,6 +123,67 @@ async def test_a_starlette_route_and_no_middleware() -> None:
             await bare.post("/orders", content=b"{}")
         with pytest.raises(NotVerified, match="'/hook'"):
             await bare.post("/hook", content=b"{}")
+
+
+def sharing_state(app: Any) -> Any:
+    """``app`` served as hypercorn served it until pgjones/hypercorn#274: one ``state``
+    dict for the requests of a connection, where ASGI gives each request a copy."""
+    shared: dict[str, Any] = {}
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["state"] = shared
+        await app(scope, receive, send)
+
+    return served
+
+
+async def test_a_state_shared_between_requests_lends_no_signature() -> None:
+    """On a server that shares ``scope["state"]`` between requests, a request the
+    middleware did not verify does not find an earlier request's signature there:
+    the dependency reads the request's own scope."""
+    app = sharing_state(fastapi_app())
+    async with client(app, auth=HMACAuth("client-1", SECRET)) as signed:
+        assert (await signed.post("/orders", json={"item": "widget"})).status_code == 200
+    async with client(app) as unsigned:
+        with pytest.raises(NotVerified, match="'/health'"):
+            await unsigned.get("/health")
+    async with client(app, auth=StandardWebhooksAuth(WEBHOOK_SECRET)) as sender:
+        assert (await sender.post("/hooks/orders", json={"type": "order.paid"})).status_code == 200
+    async with client(app) as unsigned:
+        with pytest.raises(NotVerified, match="'/health'"):
+            await unsigned.get("/health")
+
+
+async def test_requests_at_once_on_a_shared_state_each_get_their_own_signature() -> None:
+    """Two signed requests in flight at once, sharing one ``state`` (two HTTP/2 streams
+    of a connection): each route gets its own request's signature, whichever request
+    the middleware verified last."""
+    release = asyncio.Event()
+    arrived: list[str] = []
+
+    async def wait_for_both() -> None:
+        arrived.append("one")
+        if len(arrived) == 2:
+            release.set()
+        await release.wait()
+
+    app = FastAPI()
+
+    @app.post("/orders", dependencies=[Depends(wait_for_both)])
+    async def create_order(signature: Signed) -> dict[str, str]:
+        return {"key_id": signature.key_id}
+
+    app.add_middleware(SignatureMiddleware, keys={"alice": SECRET, "mallory": b"m" * 32})
+    shared = sharing_state(app)
+    async with (
+        client(shared, auth=HMACAuth("alice", SECRET)) as alice,
+        client(shared, auth=HMACAuth("mallory", b"m" * 32)) as mallory,
+    ):
+        answers = await asyncio.gather(
+            alice.post("/orders", json={"item": "a"}), mallory.post("/orders", json={"item": "m"})
+        )
+    assert [answer.json() for answer in answers] == [{"key_id": "alice"}, {"key_id": "mallory"}]
 
 
 def test_a_websocket_route_gets_the_signature_of_its_handshake() -> None:

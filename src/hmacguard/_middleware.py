@@ -443,6 +443,11 @@ class SignatureMiddleware:
         if state is None:
             state = scope["state"] = {}
         state["signature"] = verified
+        # Also in the scope itself, which is this request's alone, for
+        # hmacguard.starlette: the server may share "state" between requests
+        # (hypercorn gave one to each connection until pgjones/hypercorn#274).
+        verified_before = scope.get(SCOPE_SIGNATURE)
+        scope[SCOPE_SIGNATURE] = verified
         try:
             if body is None:
                 await self.app(scope, receive, send)
@@ -453,6 +458,7 @@ class SignatureMiddleware:
             # again afterwards (a test replaying one) is another request.
             if spent:
                 scope[_SPENT] = spent_before
+            scope[SCOPE_SIGNATURE] = verified_before
 
     # -- the steps -----------------------------------------------------------
 
@@ -933,6 +939,8 @@ class SignatureMiddleware:
         if state is None:
             state = scope["state"] = {}
         state["webhook"] = verified
+        verified_before = scope.get(SCOPE_WEBHOOK)
+        scope[SCOPE_WEBHOOK] = verified  # as SCOPE_SIGNATURE in __call__
         spent_before = scope.get(_SPENT)
         mark = (self._webhook_store, key, profile.dedupe_ttl)
         scope[_SPENT] = (mark,) if spent_before is None else (*spent_before, mark)
@@ -940,6 +948,7 @@ class SignatureMiddleware:
             await self._deliver(scope, receive, send, body, key)
         finally:
             scope[_SPENT] = spent_before
+            scope[SCOPE_WEBHOOK] = verified_before
 
     async def _deliver(
         self, scope: Scope, receive: Receive, send: Send, body: bytes, key: str
@@ -1259,6 +1268,9 @@ def _warn_shared_secrets(routes: list[tuple[str, WebhookProfile]]) -> None:
 # on one Redis, are never taken for one: that fails closed (a replay). Only
 # server-side code writes a scope: a client cannot set this.
 _SPENT = "hmacguard.spent"
+# What the middleware verified, in the request's scope (read by hmacguard.starlette).
+SCOPE_SIGNATURE = "hmacguard.signature"
+SCOPE_WEBHOOK = "hmacguard.webhook"
 _Mark: TypeAlias = tuple[object, str, float]  # (store, key, ttl)
 
 

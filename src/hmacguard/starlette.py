@@ -1,8 +1,8 @@
 """What ``SignatureMiddleware`` verified, typed, for Starlette and FastAPI routes.
 
 Needs Starlette (FastAPI installs it). Each function takes the route's request
-(or WebSocket) and returns what the middleware put in ``request.state``, typed
-for the type checker: in FastAPI, use them as dependencies::
+(or WebSocket) and returns what the middleware verified for it (also in
+``request.state``), typed for the type checker: in FastAPI, use them as dependencies::
 
     from typing import Annotated
 
@@ -33,6 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover  (tested in a subprocess)
     raise ImportError("hmacguard.starlette needs Starlette: pip install starlette") from exc
 
+from ._middleware import SCOPE_SIGNATURE, SCOPE_WEBHOOK
 from ._verifier import VerifiedSignature
 from .webhooks._profile import VerifiedWebhook
 
@@ -56,7 +57,7 @@ def verified_signature(conn: HTTPConnection) -> VerifiedSignature:
     """
     return _verified(
         conn,
-        "signature",
+        SCOPE_SIGNATURE,
         VerifiedSignature,
         "is SignatureMiddleware in front of this app, and is the path neither exempt "
         "nor a webhook path?",
@@ -72,13 +73,19 @@ def verified_webhook(conn: HTTPConnection) -> VerifiedWebhook:
             paths, or no ``SignatureMiddleware`` runs in front of the app.
     """
     return _verified(
-        conn, "webhook", VerifiedWebhook, "is it one of SignatureMiddleware's webhooks= paths?"
+        conn, SCOPE_WEBHOOK, VerifiedWebhook, "is it one of SignatureMiddleware's webhooks= paths?"
     )
 
 
-def _verified(conn: HTTPConnection, name: str, kind: type[_T], hint: str) -> _T:
-    """What the middleware put in the scope's state under ``name``, if a ``kind``."""
-    found = conn.scope.get("state", {}).get(name)
+def _verified(conn: HTTPConnection, key: str, kind: type[_T], hint: str) -> _T:
+    """What the middleware put in the request's scope under ``key``, if a ``kind``.
+
+    Read from the scope, not from ``request.state``: the scope is this
+    request's alone, where a server may share the state between requests
+    (hypercorn did, one per connection, until pgjones/hypercorn#274 was fixed).
+    """
+    found = conn.scope.get(key)
     if not isinstance(found, kind):
-        raise NotVerified(f"no verified {name} for {conn.url.path!r}: {hint}")
+        name = kind.__name__
+        raise NotVerified(f"no {name} for {conn.url.path!r}: {hint}")
     return found
