@@ -2,20 +2,14 @@
 
 Needs Starlette (FastAPI installs it). Each function takes the route's request
 (or WebSocket) and returns what the middleware verified for it (also in
-``request.state``), typed for the type checker: in FastAPI, use them as dependencies::
+``request.state``), typed for the type checker::
 
-    from typing import Annotated
+    async def create_order(request: Request) -> JSONResponse:
+        return JSONResponse({"by": verified_signature(request).key_id})
 
-    from fastapi import Depends, FastAPI
-
-    from hmacguard import VerifiedSignature
-    from hmacguard.starlette import verified_signature
-
-    Signed = Annotated[VerifiedSignature, Depends(verified_signature)]
-
-    @app.post("/orders")
-    async def create_order(signature: Signed) -> dict[str, str]:
-        return {"by": signature.key_id}
+In FastAPI, :mod:`hmacguard.fastapi` has them as ready annotations
+(``signature: Signed``), run on the event loop rather than in FastAPI's thread
+pool.
 
 A request the middleware did not verify (its path is exempt, or the middleware
 is not installed in front of this app) has nothing to return: that is a

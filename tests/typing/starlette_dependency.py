@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+import hmacguard.fastapi as fastapi_deps
 from hmacguard import VerifiedSignature
 from hmacguard.starlette import verified_signature, verified_webhook
 from hmacguard.webhooks import VerifiedWebhook
@@ -30,3 +31,15 @@ async def hook(delivery: Delivery) -> dict[str, str | None]:
 async def starlette_route(request: Request) -> JSONResponse:
     created: int = verified_signature(request).created
     return JSONResponse({"created": created})
+
+
+# hmacguard.fastapi: the same, as ready annotations whose dependencies are coroutines.
+@app.post("/payments")
+async def create_payment(signature: fastapi_deps.Signed) -> dict[str, str]:
+    key_id: str = signature.key_id
+    return {"by": key_id}
+
+
+@app.post("/hooks/payments")
+async def payment_hook(delivery: fastapi_deps.Delivery) -> dict[str, str | None]:
+    return {"id": delivery.delivery_id}
