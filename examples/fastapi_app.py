@@ -3,9 +3,9 @@
 # What it shows:
 #   * app.add_middleware(SignatureMiddleware, ...) on FastAPI; GET /health stays exempt
 #     (everything else, /docs and /openapi.json included, needs a signature).
-#   * request.state.signature (a hmacguard.VerifiedSignature) as a FastAPI dependency:
-#     the key id that signed the request is the caller's identity, so GET /orders only
-#     returns the calling client's orders.
+#   * hmacguard.fastapi.Signed: the request's hmacguard.VerifiedSignature as a route
+#     parameter. The key id that signed the request is the caller's identity, so
+#     GET /orders only returns the calling client's orders.
 #
 # Environment:
 #   HMACGUARD_SECRET     base64 secret of the first client (required): `hmacguard keygen`
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from pydantic import BaseModel
 
-from hmacguard import HMACKey, SignatureMiddleware, VerifiedSignature
+from hmacguard import HMACKey, SignatureMiddleware
+from hmacguard.fastapi import Signed
 
 HOW_TO_MAKE_A_SECRET = (
     "export HMACGUARD_SECRET=$(hmacguard keygen)  (or: python -c "
@@ -68,15 +69,6 @@ def keys_from_env() -> dict[str, str]:
     return keys
 
 
-def signature(request: Request) -> VerifiedSignature:
-    """The verified signature of this request: set by SignatureMiddleware before any route runs."""
-    verified: VerifiedSignature = request.state.signature
-    return verified
-
-
-Signature = Annotated[VerifiedSignature, Depends(signature)]
-
-
 class Order(BaseModel):
     sku: str
     quantity: int = 1
@@ -95,19 +87,19 @@ def health() -> dict[str, str]:
 
 
 @app.get("/whoami")
-def whoami(sig: Signature) -> dict[str, Any]:
+def whoami(sig: Signed) -> dict[str, Any]:
     return {"client": sig.key_id, "covered": list(sig.components)}
 
 
 @app.post("/orders")
-def place_order(order: Order, sig: Signature) -> dict[str, Any]:
+def place_order(order: Order, sig: Signed) -> dict[str, Any]:
     placed = {"sku": order.sku, "quantity": order.quantity, "client": sig.key_id}
     ORDERS.setdefault(sig.key_id, []).append(placed)
     return placed
 
 
 @app.get("/orders")
-def my_orders(sig: Signature) -> dict[str, Any]:
+def my_orders(sig: Signed) -> dict[str, Any]:
     # The key id is the identity: a client sees its own orders, never another's.
     return {"client": sig.key_id, "orders": ORDERS.get(sig.key_id, [])}
 
