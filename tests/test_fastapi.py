@@ -7,24 +7,19 @@ to a FastAPI app behind ``SignatureMiddleware``.
 
 # No "from __future__ import annotations": FastAPI reads a route's annotations at
 # run time, and app_with() annotates with a local.
-import subprocess
-import sys
 import threading
 from typing import Annotated, Any
 
-import httpx
 import pytest
 from fastapi import Depends, FastAPI, WebSocket
 from starlette.requests import HTTPConnection
 
 import hmacguard.fastapi
-from hmacguard import HMACAuth, HMACKey, SignatureMiddleware, Signer, VerifiedSignature
+from hmacguard import HMACAuth, SignatureMiddleware, VerifiedSignature
 from hmacguard.fastapi import Delivery, Signed
 from hmacguard.starlette import NotVerified, verified_signature
 from hmacguard.webhooks import StandardWebhooks, StandardWebhooksAuth
-
-SECRET = b"s" * 32
-WEBHOOK_SECRET = "whsec_" + "c2VjcmV0" * 5
+from test_starlette import SECRET, WEBHOOK_SECRET, client, handshake_key_id
 
 
 def app_with(signed: Any = Signed) -> FastAPI:
@@ -50,11 +45,6 @@ def app_with(signed: Any = Signed) -> FastAPI:
         webhooks={"/hooks": StandardWebhooks(WEBHOOK_SECRET)},
     )
     return app
-
-
-def client(app: Any, **options: Any) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app)
-    return httpx.AsyncClient(transport=transport, base_url="https://api.example", **options)
 
 
 async def test_signed_and_delivery_give_what_the_middleware_verified() -> None:
@@ -96,9 +86,6 @@ async def test_the_dependency_runs_on_the_event_loop(monkeypatch: pytest.MonkeyP
 
 def test_a_websocket_route_gets_the_signature_of_its_handshake() -> None:
     """A WebSocket endpoint takes ``Signed`` too, from the verified handshake."""
-    pytest.importorskip("httpx2", reason="Starlette's TestClient runs on httpx2 (Python 3.11+)")
-    from starlette.testclient import TestClient  # noqa: PLC0415  (after the skip)
-
     app = app_with()
 
     @app.websocket("/ws")
@@ -107,28 +94,4 @@ def test_a_websocket_route_gets_the_signature_of_its_handshake() -> None:
         await websocket.send_json({"key_id": signature.key_id})
         await websocket.close()
 
-    headers = {"upgrade": "websocket"}
-    headers |= Signer(HMACKey("client-1", SECRET)).sign("GET", "http://testserver/ws", headers)
-    with (
-        TestClient(app) as test_client,
-        test_client.websocket_connect("/ws", headers=headers) as ws,
-    ):
-        assert ws.receive_json() == {"key_id": "client-1"}
-
-
-def test_importing_it_without_fastapi_names_what_to_install() -> None:
-    """Without FastAPI the import fails with what to install; ``import hmacguard``
-    itself never loads FastAPI."""
-    code = (
-        "import sys\n"
-        "sys.modules['fastapi'] = None\n"
-        "import hmacguard\n"
-        "try:\n"
-        "    import hmacguard.fastapi\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-    )
-    result = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "hmacguard.fastapi needs FastAPI: pip install fastapi"
+    assert handshake_key_id(app) == {"key_id": "client-1"}

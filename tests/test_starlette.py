@@ -186,33 +186,47 @@ async def test_requests_at_once_on_a_shared_state_each_get_their_own_signature()
     assert [answer.json() for answer in answers] == [{"key_id": "alice"}, {"key_id": "mallory"}]
 
 
-def test_a_websocket_route_gets_the_signature_of_its_handshake() -> None:
-    """A WebSocket endpoint takes it too, from the verified handshake."""
+def handshake_key_id(app: Any) -> Any:
+    """What ``app``'s ``/ws`` endpoint sends first, after a handshake signed by client-1."""
     pytest.importorskip("httpx2", reason="Starlette's TestClient runs on httpx2 (Python 3.11+)")
     from starlette.testclient import TestClient  # noqa: PLC0415  (after the skip)
 
     headers = {"upgrade": "websocket"}
     headers |= Signer(HMACKey("client-1", SECRET)).sign("GET", "http://testserver/ws", headers)
     with (
-        TestClient(fastapi_app()) as test_client,
+        TestClient(app) as test_client,
         test_client.websocket_connect("/ws", headers=headers) as websocket,
     ):
-        assert websocket.receive_json() == {"key_id": "client-1"}
+        return websocket.receive_json()
 
 
-def test_importing_it_without_starlette_names_what_to_install() -> None:
-    """Without Starlette the import fails with what to install; ``import hmacguard``
-    itself never loads Starlette."""
+def test_a_websocket_route_gets_the_signature_of_its_handshake() -> None:
+    """A WebSocket endpoint takes it too, from the verified handshake."""
+    assert handshake_key_id(fastapi_app()) == {"key_id": "client-1"}
+
+
+@pytest.mark.parametrize(
+    ("module", "framework", "message"),
+    [
+        ("hmacguard.starlette", "starlette", "needs Starlette: pip install starlette"),
+        ("hmacguard.fastapi", "fastapi", "needs FastAPI: pip install fastapi"),
+    ],
+)
+def test_importing_it_without_its_framework_names_what_to_install(
+    module: str, framework: str, message: str
+) -> None:
+    """Without Starlette (or FastAPI) the import fails with what to install;
+    ``import hmacguard`` itself never loads either."""
     code = (
         "import sys\n"
-        "sys.modules['starlette'] = None\n"
+        f"sys.modules[{framework!r}] = None\n"
         "import hmacguard\n"
         "try:\n"
-        "    import hmacguard.starlette\n"
+        f"    import {module}\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
     result = subprocess.run(  # noqa: S603  (our own interpreter, fixed arguments)
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "hmacguard.starlette needs Starlette: pip install starlette"
+    assert result.stdout.strip() == f"{module} {message}"
