@@ -23,6 +23,9 @@ is installed; ``--no-redis`` skips it):
   same work in both runs. The two apps alternate, for several rounds, and the
   best run of each is kept; requests/s and wrk's p50/p99 latency are reported.
   With two or more CPUs, wrk and the server are pinned to different CPUs.
+* **Two references** in both measurements, from bench/yardstick.py: the
+  hand-written yardstick (the least a verifier can do) and the floor work
+  (what no verifier can skip: the body, one HMAC, one SHA-256; no parsing).
 * **In process**: the ASGI apps are called directly with prepared scopes (no
   sockets, no event loop when the app never suspends), each call with its
   own freshly signed scope, signed outside the timed loop. The difference
@@ -31,8 +34,9 @@ is installed; ``--no-redis`` skips it):
   short runs, process CPU time, the garbage collector off.
 
 This module is also what uvicorn imports: ``server:bare_app``,
-``server:signed_app`` and ``server:signed_redis_app`` (built on first use from
-``HMACGUARD_REDIS_URL``) with ``--app-dir bench``.
+``server:signed_app``, ``server:yardstick_app``, ``server:floor_app`` and
+``server:signed_redis_app`` (built on first use from ``HMACGUARD_REDIS_URL``)
+with ``--app-dir bench``.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from yardstick import HandWrittenVerifier
+from yardstick import FloorWork, HandWrittenVerifier
 
 from hmacguard import HMACKey, SignatureMiddleware, Signer
 
@@ -95,6 +99,7 @@ BARE = "bare Starlette"
 SIGNED = "Starlette + SignatureMiddleware"
 SIGNED_REDIS = "Starlette + SignatureMiddleware + Redis"
 HAND_WRITTEN = "Starlette + hand-written verifier"
+FLOOR = "Starlette + floor work (no parsing)"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -112,9 +117,11 @@ async def create_order(request: Request) -> JSONResponse:
     return JSONResponse({"accepted": True, "items": len(order["items"])})
 
 
-def make_app(*, signed: bool, nonce_store: Any = None, hand_written: bool = False) -> Starlette:
+def make_app(
+    *, signed: bool, nonce_store: Any = None, hand_written: bool = False, floor: bool = False
+) -> Starlette:
     """The benchmark app, bare or behind SignatureMiddleware (memory nonce store by default),
-    or behind the yardstick (``hand_written``, see bench/yardstick.py)."""
+    behind the yardstick (``hand_written``) or the floor work (``floor``): bench/yardstick.py."""
     middleware = []
     if signed:
         middleware = [
@@ -122,12 +129,15 @@ def make_app(*, signed: bool, nonce_store: Any = None, hand_written: bool = Fals
         ]
     elif hand_written:
         middleware = [Middleware(HandWrittenVerifier, keys={KEY_ID: SECRET})]
+    elif floor:
+        middleware = [Middleware(FloorWork, secret=SECRET)]
     return Starlette(routes=[Route(PATH, create_order, methods=["POST"])], middleware=middleware)
 
 
 bare_app = make_app(signed=False)
 signed_app = make_app(signed=True)
 yardstick_app = make_app(signed=False, hand_written=True)
+floor_app = make_app(signed=False, floor=True)
 
 
 def __getattr__(name: str) -> Any:
@@ -277,10 +287,10 @@ def best_per_call(cases: list[InProcessCase], settings: Settings) -> list[tuple[
 
 
 def in_process_cases() -> list[InProcessCase]:
-    """The six apps, checked first: a fresh request gets 200, and a replay is refused.
+    """The eight apps, checked first: a fresh request gets 200, and a replay is refused.
 
     Each wrapped app is measured against the first case with the same app name
-    (``added``); the hand-written verifier is the yardstick of bench/yardstick.py.
+    (``added``); the hand-written verifier and the floor work are bench/yardstick.py's.
     """
     factory = RequestFactory("api.example.com", json_body(KIB))
     wrapped_raw = SignatureMiddleware(raw_app, keys={KEY_ID: SECRET})
@@ -299,6 +309,8 @@ def in_process_cases() -> list[InProcessCase]:
             HandWrittenVerifier(raw_app, keys={KEY_ID: SECRET}),
             factory,
         ),
+        InProcessCase("Starlette app + floor work", make_app(signed=False, floor=True), factory),
+        InProcessCase("raw ASGI app + floor work", FloorWork(raw_app, SECRET), factory),
     ]
     for case in cases:
         scope = factory.scope()
@@ -682,6 +694,7 @@ def measure_server(config: WrkConfig, log: Callable[[str], None]) -> list[WrkRun
             BARE: Server("server:bare_app", cpu, work),
             SIGNED: Server("server:signed_app", cpu, work),
             HAND_WRITTEN: Server("server:yardstick_app", cpu, work),
+            FLOOR: Server("server:floor_app", cpu, work),
         }
         if redis_server is not None:
             servers[SIGNED_REDIS] = Server(
@@ -763,7 +776,7 @@ def evaluate(results: Results, connections: int = 0) -> None:
     assert added is not None
     assert added_raw is not None
     if results.runs:
-        for name in (BARE, SIGNED, SIGNED_REDIS, HAND_WRITTEN):
+        for name in (BARE, SIGNED, SIGNED_REDIS, HAND_WRITTEN, FLOOR):
             valid = [run for run in results.runs if run.app == name and run.valid]
             if valid:
                 results.best[name] = max(valid, key=lambda run: run.rps)
@@ -858,7 +871,7 @@ def format_results(results: Results, command: str, quick: bool) -> str:
             )
         if BARE in cpu:
             bare_cpu = cpu[BARE]
-            for name in (SIGNED, SIGNED_REDIS, HAND_WRITTEN):
+            for name in (SIGNED, SIGNED_REDIS, HAND_WRITTEN, FLOOR):
                 if name in cpu:
                     say()
                     say(
@@ -881,6 +894,14 @@ def format_results(results: Results, command: str, quick: bool) -> str:
     hand_run = results.best.get(HAND_WRITTEN)
     if bare_run is not None and hand_run is not None:
         say(f"  through uvicorn, {HAND_WRITTEN}: {hand_run.rps / bare_run.rps:.1%} of bare")
+    say()
+    say("the floor work (bench/yardstick.py: body, HMAC, SHA-256, no parsing), in this run:")
+    for row in results.in_process:
+        if row.app.endswith("floor work") and row.added_us is not None:
+            say(f"  in process, {row.app}: +{row.added_us:.2f} µs")
+    floor_run = results.best.get(FLOOR)
+    if bare_run is not None and floor_run is not None:
+        say(f"  through uvicorn, {FLOOR}: {floor_run.rps / bare_run.rps:.1%} of bare")
     say()
     say("targets:")
     for target in results.targets:

@@ -19,6 +19,15 @@ required coverage, no ``expires``, no duplicate or mixed-case headers, no
 header or body size, no trailers, no method override, normalises no
 authority, bounds no memory, holds no lock, and tells the client nothing
 useful. Those are what ``SignatureMiddleware`` adds (docs/security.md).
+
+``FloorWork`` is not a verifier at all: it does the work no verifier can
+skip and nothing else, to show what is left of a budget once that work is
+paid. It buffers the body and hands it on, computes one HMAC-SHA256 with
+keyed states prepared once (as ``HMACKey`` does) over the request's raw
+header values (about the size of a signature base), checks the body's
+SHA-256 against ``Content-Digest`` and refuses a ``Signature-Input`` it has
+seen. It parses nothing, so it has no base to build and no MAC to compare
+its own with: the MAC is computed and dropped.
 """
 
 from __future__ import annotations
@@ -119,3 +128,57 @@ class HandWrittenVerifier:
 async def _deny(send: Send) -> None:
     await send({"type": "http.response.start", "status": 401, "headers": []})
     await send({"type": "http.response.body", "body": b""})
+
+
+class FloorWork:
+    """The work every verifier does, without the parsing (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, secret: bytes) -> None:
+        self.app = app
+        # RFC 2104 §2, as HMACKey keeps it: the padded key's two hash states.
+        padded = secret.ljust(64, b"\0")
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        self.seen: set[bytes] = set()
+        self.macs = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        inner = self.inner.copy()
+        inner.update(b"\n".join(headers.values()))
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        if outer.digest():
+            self.macs += 1
+        try:
+            digest = base64.b64decode(headers[b"content-digest"][9:-1], validate=True)
+            label = headers[b"signature-input"]
+        except (KeyError, ValueError):
+            await _deny(send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if not hmac.compare_digest(hashlib.sha256(body).digest(), digest) or label in self.seen:
+            await _deny(send)
+            return
+        self.seen.add(label)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)

@@ -36,9 +36,12 @@ def test_bench_server_quick_in_process_run_prints_table_and_target(
         "| raw ASGI app + SignatureMiddleware |",
         "| Starlette app + hand-written verifier |",
         "| raw ASGI app + hand-written verifier |",
+        "| Starlette app + floor work |",
+        "| raw ASGI app + floor work |",
     ):
         assert app in stdout
     assert "the yardstick (bench/yardstick.py), measured in this run:" in stdout
+    assert "the floor work (bench/yardstick.py: body, HMAC, SHA-256, no parsing)" in stdout
     assert "targets:" in stdout
     for app in ("Starlette app", "raw ASGI app"):
         assert f"in process 1 KiB POST ({app}): µs added by SignatureMiddleware" in stdout
@@ -46,7 +49,7 @@ def test_bench_server_quick_in_process_run_prints_table_and_target(
 
 
 def test_bench_server_quick_run_writes_json(quick_run: QuickRun) -> None:
-    """The JSON output has the six in-process rows, each wrapped app measured against its own
+    """The JSON output has the eight in-process rows, each wrapped app measured against its own
     bare app, no server runs, and the two in-process targets as booleans."""
     code, _, stderr, out = quick_run
     assert code == 0, stderr
@@ -60,6 +63,8 @@ def test_bench_server_quick_run_writes_json(quick_run: QuickRun) -> None:
         "raw ASGI app + SignatureMiddleware",
         "Starlette app + hand-written verifier",
         "raw ASGI app + hand-written verifier",
+        "Starlette app + floor work",
+        "raw ASGI app + floor work",
     ]
     assert all(row["us_per_call"] > 0 for row in rows.values())
     for name, row in rows.items():
