@@ -158,14 +158,21 @@ class DemoServer:
     """
 
     def __init__(self, app: Any) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off
+        # (TCP_NODELAY) only on connections whose socket says it is TCP, and an
+        # accepted connection inherits this socket's protocol number. With 0,
+        # without uvloop, every answer after the first on a keep-alive
+        # connection waited about 40 ms: its head and body went out as two
+        # writes, and the second waited for the client's delayed ACK.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind((HOST, 0))
         self.port: int = self._socket.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
         # log_config=None: leave the process's logging alone (the demo may run in-process).
-        # h11: under httptools, some keep-alive requests of this script stalled
-        # about 40 ms (after responses sent before the request body was read),
-        # which the table's timings would show as ours.
+        # h11, which uvicorn always installs: the demo runs the same with or
+        # without uvicorn[standard]. (httptools had been set aside for stalls of
+        # about 40 ms; with Nagle's algorithm off, above, this script shows
+        # none under httptools either, on asyncio or uvloop.)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", http="h11")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
