@@ -60,7 +60,7 @@ async def test_finished_reads_do_not_pile_up() -> None:
 
 async def test_a_stalled_read_does_not_affect_the_reads_behind_it() -> None:
     """Only the stalled read is cancelled; quick reads started after it complete normally."""
-    deadlines = Deadlines(TIMEOUT)
+    deadlines = Deadlines(0.5)  # the quick reads must all run before it: room for a busy host
     stalled = asyncio.create_task(_read(deadlines, stall=5.0))
     await asyncio.sleep(0)
     quick = [await _read(deadlines, stall=0.0) for _ in range(10)]
@@ -94,12 +94,30 @@ async def test_reads_queued_behind_a_stalled_one_let_go_of_their_tasks() -> None
 
 async def test_reads_started_later_get_their_own_full_timeout() -> None:
     """A read that starts near another's deadline is not cut short by that deadline."""
-    deadlines = Deadlines(0.2)
-    first = asyncio.create_task(_read(deadlines, stall=5.0))
-    await asyncio.sleep(0.15)
-    second = asyncio.create_task(_read(deadlines, stall=0.1))  # ends at ~0.25 s, due at ~0.35 s
-    assert (await first).expired
-    assert not (await second).expired
+    deadlines = Deadlines(1.0)
+    loop = asyncio.get_running_loop()
+    first_done = asyncio.Event()
+
+    async def second_read() -> Watch:
+        task = asyncio.current_task()
+        assert task is not None
+        watch = deadlines.watch(loop, task)
+        try:
+            await first_done.wait()  # ends just after the first read's deadline has passed
+        finally:
+            deadlines.finish(watch)
+        return watch
+
+    first = asyncio.create_task(_read(deadlines, stall=30.0))
+    await asyncio.sleep(0.75)
+    second = asyncio.create_task(second_read())
+    first_watch = await first
+    first_done.set()
+    second_watch = await second
+    assert first_watch.expired
+    # Its own full timeout, not what was left of the first read's.
+    assert second_watch.deadline >= first_watch.deadline + 0.7
+    assert not second_watch.expired
 
 
 def test_each_event_loop_has_its_own_queue() -> None:

@@ -48,7 +48,6 @@ import json
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -83,6 +82,7 @@ from hmacguard import _content_digest as content_digest_module
 from hmacguard.webhooks import StandardWebhooks
 from local_server import HOST as LOOPBACK
 from redis_server import RedisServer, require_redis_server
+from stopwatch import StallMeter
 from tcp_proxy import TcpProxy
 from uvicorn_server import UvicornServer
 
@@ -1020,49 +1020,6 @@ SLOW_LOAD = Load(rate=2000, before=5.0, outage=5.0, after=5.0, least=1800)
 HTTP_LOAD = Load(
     rate=600, before=3.0, outage=2.0, after=2.0, least=540, guard=0.25, allowance=0.2, p99=0.4
 )
-
-
-class StallMeter:
-    """Measures when the OS left this process unscheduled (a busy machine), to discount it.
-
-    A thread wakes every millisecond and records each wake-up more than
-    ``THRESHOLD`` late: time in which the OS ran something else. The event loop's
-    own work does not count: it gives up the GIL within the switch interval (5 ms),
-    and only the lateness beyond that is recorded. On a quiet machine nothing is.
-    """
-
-    PERIOD = 0.001
-    THRESHOLD = 0.015
-    GIL = 0.005
-
-    def __init__(self) -> None:
-        self.stalls: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> StallMeter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _watch(self) -> None:
-        last = time.monotonic()
-        while not self._stop.is_set():
-            time.sleep(self.PERIOD)
-            now = time.monotonic()
-            if now - last - self.PERIOD > self.THRESHOLD:
-                self.stalls.append((last + self.PERIOD + self.GIL, now))
-            last = now
-
-    def within(self, start: float, end: float) -> float:
-        """Seconds of stall between ``start`` and ``end``."""
-        return sum(max(0.0, min(end, until) - max(start, since)) for since, until in self.stalls)
-
-    def longest(self) -> float:
-        return max((until - since for since, until in self.stalls), default=0.0)
 
 
 class Sample:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hmacguard import MemoryNonceStore, NonceStore, NonceStoreUnavailable, _nonce_store, nonce_key
@@ -389,6 +389,7 @@ def test_threat_R9_nonce_key_does_not_collide(
     assert nonce_key(*first) != nonce_key(*second)
 
 
+@settings(deadline=None)
 @given(st.text(min_size=1), st.text(), st.text(min_size=1), st.text())
 def test_threat_R9_nonce_key_is_injective(k1: str, n1: str, k2: str, n2: str) -> None:
     """nonce_key gives equal keys only for equal (key id, nonce) pairs."""

@@ -63,6 +63,7 @@ from hmacguard import (
 )
 from local_server import HOST, free_port
 from redis_server import LocalRedisCluster, RedisServer, require_redis_server
+from stopwatch import Stopwatch
 from tcp_proxy import TcpProxy
 from test_nonce_store import TTL, NonceStoreContract
 
@@ -282,7 +283,7 @@ async def test_threat_R5_one_set_nx_px_per_add(
     redis_server: RedisServer, connect: Any, prefix: str
 ) -> None:
     """Each add is exactly one SET key 1 NX PX ms, a single-key command (MONITOR proves it)."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     await store.add(nonce_key("client-1", "warm-up"), TTL)  # connects, checks the policy
     await store.aclose()  # waits for the policy check, which runs beside the calls
     client = redis_server.client()
@@ -306,7 +307,7 @@ async def test_ttl_below_a_millisecond_is_one_millisecond(
     redis_server: RedisServer, connect: Any
 ) -> None:
     """A TTL under 1 ms becomes PX 1 (Redis refuses PX 0), not an error or no expiry."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     await store.add("warm-up", TTL)
     await store.aclose()  # waits for the policy check, which runs beside the calls
     client = redis_server.client()
@@ -324,7 +325,7 @@ async def test_key_is_recorded_with_its_ttl(
     redis_server: RedisServer, connect: Any, prefix: str
 ) -> None:
     """The nonce key holds "1" and expires after the TTL, give or take the elapsed time."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     key = nonce_key("client-1", "n1")
     assert await store.add(key, TTL) is True
     client = redis_server.client()
@@ -340,7 +341,7 @@ async def test_key_is_recorded_with_its_ttl(
 async def test_key_is_fresh_again_after_it_expires(redis_server: RedisServer, connect: Any) -> None:
     """A key is a replay until Redis expires it, then fresh again (real expiry, 0.5 s:
     long enough that a busy machine cannot let it lapse between the first two calls)."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     key = nonce_key("client-1", "short")
     assert await store.add(key, 0.5) is True
     assert await store.add(key, 0.5) is False
@@ -381,7 +382,7 @@ async def test_threat_R9_long_inputs_cost_no_more_memory(
     redis_server: RedisServer, connect: Any
 ) -> None:
     """A 10 KB key id and nonce take the same Redis memory as short ones (MEMORY USAGE)."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     short = nonce_key("client-1", "n")
     long = nonce_key("k" * 10_000, "n" * 10_000)
     assert await store.add(short, TTL) is True
@@ -398,8 +399,8 @@ async def test_threat_R9_long_inputs_cost_no_more_memory(
 
 async def test_prefixes_keep_stores_apart(redis_server: RedisServer, connect: Any) -> None:
     """Two prefixes on one Redis are two independent stores."""
-    first = connect(redis_server.url, prefix="app-a:")
-    second = connect(redis_server.url, prefix="app-b:")
+    first = connect(redis_server.url, prefix="app-a:", timeout=ANSWER_TIMEOUT)
+    second = connect(redis_server.url, prefix="app-b:", timeout=ANSWER_TIMEOUT)
     key = nonce_key("client-1", uuid.uuid4().hex)
     assert await first.add(key, TTL) is True
     assert await second.add(key, TTL) is True
@@ -412,10 +413,9 @@ async def test_prefixes_keep_stores_apart(redis_server: RedisServer, connect: An
 async def test_threat_R7_connection_refused_is_unavailable(connect: Any) -> None:
     """Nothing listening: NonceStoreUnavailable (503) at once, naming the failure class."""
     store = connect(f"redis://{HOST}:{free_port()}/0")
-    started = time.monotonic()
-    with pytest.raises(NonceStoreUnavailable) as caught:
+    with Stopwatch() as watch, pytest.raises(NonceStoreUnavailable) as caught:
         await store.add(nonce_key("client-1", "n"), TTL)
-    assert time.monotonic() - started < TIMEOUT + SLACK
+    assert watch.running < TIMEOUT + SLACK
     assert caught.value.reason == "nonce_store_unavailable"
     assert caught.value.status == 503
     assert "ConnectionError" in caught.value.detail
@@ -428,11 +428,10 @@ async def test_threat_R7_silent_server_times_out(
     """A server that accepts but never answers: unavailable within the timeout, not never."""
     store = connect(blackhole, timeout=timeout)
     for _ in range(3):  # each call is bounded, the first (connecting) and the later ones
-        started = time.monotonic()
-        with pytest.raises(NonceStoreUnavailable) as caught:
+        with Stopwatch() as watch, pytest.raises(NonceStoreUnavailable) as caught:
             await store.add(nonce_key("client-1", "n"), TTL)
-        elapsed = time.monotonic() - started
-        assert timeout * 0.9 <= elapsed < timeout + SLACK
+        assert timeout * 0.9 <= watch.elapsed
+        assert watch.running < timeout + SLACK
         assert "TimeoutError" in caught.value.detail
 
 
@@ -445,10 +444,9 @@ async def test_threat_R7_paused_redis_times_out_then_answers_correctly(
     client = own_redis.client()
     try:
         client.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
-        started = time.monotonic()
-        with pytest.raises(NonceStoreUnavailable) as caught:
+        with Stopwatch() as watch, pytest.raises(NonceStoreUnavailable) as caught:
             await store.add("during", TTL)
-        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert watch.running < TIMEOUT + SLACK
         assert "TimeoutError" in caught.value.detail
         client.execute_command("CLIENT", "UNPAUSE")
     finally:
@@ -462,7 +460,7 @@ async def test_threat_R7_paused_redis_times_out_then_answers_correctly(
 
 async def test_threat_R7_error_reply_is_unavailable(own_redis: RedisServer, connect: Any) -> None:
     """An error reply (OOM under noeviction) is unavailable, naming the error class only."""
-    store = connect(own_redis.url)
+    store = connect(own_redis.url, timeout=ANSWER_TIMEOUT)
     assert await store.add("first", TTL) is True
     client = own_redis.client()
     try:
@@ -534,10 +532,9 @@ async def test_ping_raises_within_the_timeout_when_redis_hangs(
 ) -> None:
     """A server that never answers: NonceStoreUnavailable within the timeout."""
     store = connect(blackhole, timeout=0.1)
-    started = time.monotonic()
-    with pytest.raises(NonceStoreUnavailable, match="TimeoutError"):
+    with Stopwatch() as watch, pytest.raises(NonceStoreUnavailable, match="TimeoutError"):
         await store.ping()
-    assert time.monotonic() - started < 0.1 + SLACK
+    assert watch.running < 0.1 + SLACK
 
 
 async def test_ping_tells_the_truth_under_fail_open(connect: Any) -> None:
@@ -599,10 +596,9 @@ async def test_threat_R7_recovers_when_redis_returns(own_redis: RedisServer, con
     assert await store.add("before", TTL) is True
     own_redis.stop()
     for _ in range(3):
-        started = time.monotonic()
-        with pytest.raises(NonceStoreUnavailable) as caught:
+        with Stopwatch() as watch, pytest.raises(NonceStoreUnavailable) as caught:
             await store.add("during", TTL)
-        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert watch.running < TIMEOUT + SLACK
         assert "ConnectionError" in caught.value.detail
     own_redis.start()
     assert await store.add("after", TTL) is True
@@ -633,7 +629,7 @@ async def test_fail_open_still_refuses_replays_while_redis_is_up(
     redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """fail_open only changes what happens when Redis cannot answer: replays stay refused."""
-    store = connect(redis_server.url, fail_open=True)
+    store = connect(redis_server.url, fail_open=True, timeout=ANSWER_TIMEOUT)
     caplog.clear()  # the warning about fail_open itself
     with caplog.at_level(logging.ERROR, logger="hmacguard"):
         assert await store.add("k", TTL) is True
@@ -671,7 +667,7 @@ async def test_threat_R8_evicting_policy_logs_a_warning_once(
         client.config_set("maxmemory-policy", policy)
     finally:
         client.close()
-    store = connect(own_redis.url)
+    store = connect(own_redis.url, timeout=ANSWER_TIMEOUT)
     with caplog.at_level(logging.WARNING, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         assert await store.add("b", TTL) is True
@@ -686,7 +682,7 @@ async def test_threat_R8_noeviction_logs_no_warning(
     redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """noeviction (the test server's setting) is safe: no warning."""
-    store = connect(redis_server.url)
+    store = connect(redis_server.url, timeout=ANSWER_TIMEOUT)
     with caplog.at_level(logging.DEBUG, logger="hmacguard"):
         assert await store.add("a", TTL) is True
         await store.aclose()
@@ -743,17 +739,19 @@ async def test_first_call_waits_for_one_round_trip_not_two(
         try:
             store = make_store(url if given is None else given, timeout=0.35)
             proxy.latency = 0.2
-            loop = asyncio.get_running_loop()
             with caplog.at_level(logging.DEBUG, logger="hmacguard"):
-                started = loop.time()
-                assert await store.add("first", TTL) is True
-                took = loop.time() - started
+                with Stopwatch() as watch:
+                    assert await store.add("first", TTL) is True
+                # Still read, in the background: give it its round trip before closing.
+                deadline = time.monotonic() + 2
+                while "maxmemory-policy is noeviction" not in caplog.text:
+                    assert time.monotonic() < deadline, "the policy was never read"
+                    await asyncio.sleep(0.02)
                 await store.aclose()
         finally:
             if given is not None:
                 await given.aclose()
-    assert took < 0.35, f"the first call took {took:.2f} s"
-    assert "maxmemory-policy is noeviction" in caplog.text  # still read, in the background
+    assert watch.running < 0.35, f"the first call took {watch.running:.2f} s"
 
 
 async def test_threat_R8_evicting_policy_does_lose_nonces(
@@ -1281,7 +1279,7 @@ async def test_threat_R1_replay_refused_through_the_middleware(
     redis_server: RedisServer, connect: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Behind SignatureMiddleware: the first request reaches the app, its replay is 401."""
-    protected = protect(nonce_store=connect(redis_server.url))
+    protected = protect(nonce_store=connect(redis_server.url, timeout=ANSWER_TIMEOUT))
     headers = sign("POST", "/t", {"content-type": "application/json"}, b"{}")
     async with protected.client() as client:
         first = await client.post("/t", headers=headers, content=b"{}")
@@ -1301,15 +1299,14 @@ async def test_threat_R7_middleware_answers_503_with_retry_after(
     protected = protect(nonce_store=connect(own_redis.url))
     own_redis.stop()
     async with protected.client() as client:
-        started = time.monotonic()
-        response = await client.get("/t", headers=sign("GET", "/t"))
-        elapsed = time.monotonic() - started
+        with Stopwatch() as watch:
+            response = await client.get("/t", headers=sign("GET", "/t"))
         own_redis.start()
         recovered = await client.get("/t", headers=sign("GET", "/t"))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert problem(response)["reason"] == "nonce_store_unavailable"
-    assert elapsed < TIMEOUT + SLACK
+    assert watch.running < TIMEOUT + SLACK
     assert recovered.status_code == 200
     assert protected.echo.count == 1
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hmacguard._structured_fields import (
@@ -558,6 +558,7 @@ _lists = st.lists(_members, max_size=5)
 _dicts = st.dictionaries(_keys, _members, max_size=5)
 
 
+@settings(deadline=None)
 @given(_items)
 def test_item_round_trip(item: Item) -> None:
     """Any valid Item serialises, parses back to itself, and re-serialises identically."""
@@ -567,6 +568,7 @@ def test_item_round_trip(item: Item) -> None:
     assert serialize_item(parsed) == text
 
 
+@settings(deadline=None)
 @given(_inner_lists)
 def test_inner_list_round_trip(inner: InnerList) -> None:
     """Any valid Inner List serialises, parses back to itself, and re-serialises identically."""
@@ -577,6 +579,7 @@ def test_inner_list_round_trip(inner: InnerList) -> None:
     assert _plain(parse_list(text)) == _plain([inner])
 
 
+@settings(deadline=None)
 @given(_lists)
 def test_list_round_trip(members: list[Member]) -> None:
     """Any valid List serialises, parses back to itself, and re-serialises identically."""
@@ -586,6 +589,7 @@ def test_list_round_trip(members: list[Member]) -> None:
     assert serialize_list(parsed) == text
 
 
+@settings(deadline=None)
 @given(_dicts)
 def test_dictionary_round_trip(members: dict[str, Member]) -> None:
     """Any valid Dictionary serialises, parses back to itself, and re-serialises identically."""
@@ -595,6 +599,7 @@ def test_dictionary_round_trip(members: dict[str, Member]) -> None:
     assert serialize_dictionary(parsed) == text
 
 
+@settings(deadline=None)
 @given(st.floats(min_value=-999_999_999_999.0, max_value=999_999_999_999.0))
 def test_decimal_serialisation_is_idempotent(value: float) -> None:
     """Any float in range serialises to a Decimal that parses and re-serialises to the same text."""
@@ -641,6 +646,7 @@ def _noisy_dictionaries(draw: st.DrawFn) -> tuple[dict[str, Member], str]:
     return members, " " * draw(st.integers(0, 2)) + text + draw(ows).replace("\t", " ")
 
 
+@settings(deadline=None)
 @given(_noisy_dictionaries())
 def test_whitespace_variants_parse_to_the_same_value(case: tuple[dict[str, Member], str]) -> None:
     """OWS around commas and SP inside Inner Lists and after ";" change nothing."""
@@ -648,6 +654,7 @@ def test_whitespace_variants_parse_to_the_same_value(case: tuple[dict[str, Membe
     assert _plain(parse_dictionary(text)) == _plain(members)
 
 
+@settings(deadline=None)
 @given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1"))))
 def test_arbitrary_text_raises_only_structured_field_error(text: str) -> None:
     """Every parse function raises nothing but StructuredFieldError, whatever the text."""
@@ -664,6 +671,7 @@ _REPARSE: dict[Callable[..., Any], Callable[[Any], Any]] = {
 }
 
 
+@settings(deadline=None)
 @given(_dicts, st.data())
 def test_mutated_fields_raise_only_structured_field_error(
     members: dict[str, Member], data: st.DataObject
