@@ -159,6 +159,8 @@ class FloorWork:
         except (KeyError, ValueError):
             await _deny(send)
             return
+        # The body is read and handed on as HandWrittenVerifier does it, written out
+        # again rather than shared: a helper would add a call to both references.
         chunks = []
         more = True
         while more:
