@@ -836,6 +836,33 @@ def lowest_server_cpu(runs: list[WrkRun]) -> dict[str, float]:
     return lowest
 
 
+def budget_lines(cpu: dict[str, float]) -> list[str]:
+    """What the throughput target allows a verifier to add, and what the references and
+    the middleware add (server CPU per request, lowest run of each); none without them."""
+    if not {BARE, SIGNED, HAND_WRITTEN, FLOOR} <= cpu.keys():
+        return []
+    bare = cpu[BARE]
+    added = {name: cpu[name] - bare for name in (SIGNED, HAND_WRITTEN, FLOOR)}
+    budget = bare * (1 / TARGET_THROUGHPUT - 1)
+    lines = [
+        "server CPU added per request, against the references (lowest run of each):",
+        f"  for {TARGET_THROUGHPUT:.0%} of bare throughput a verifier may add {budget:.1f} µs "
+        f"(bare: {bare:.0f} µs)",
+        f"  the floor work adds {added[FLOOR]:.1f} µs, leaving {budget - added[FLOOR]:.1f} µs "
+        "for parsing and checking",
+    ]
+    for name in (HAND_WRITTEN, SIGNED):
+        lines.append(
+            f"  {name}: +{added[name]:.1f} µs, +{added[name] - added[FLOOR]:.1f} µs "
+            "past the floor work"
+        )
+    if added[HAND_WRITTEN] > 0:
+        lines.append(
+            f"  SignatureMiddleware / yardstick, added: {added[SIGNED] / added[HAND_WRITTEN]:.2f}x"
+        )
+    return lines
+
+
 def format_results(results: Results, command: str, quick: bool) -> str:
     report = Report(command, results.machine, quick)
     say = report.say
@@ -902,6 +929,11 @@ def format_results(results: Results, command: str, quick: bool) -> str:
     floor_run = results.best.get(FLOOR)
     if bare_run is not None and floor_run is not None:
         say(f"  through uvicorn, {FLOOR}: {floor_run.rps / bare_run.rps:.1%} of bare")
+    budget = budget_lines(lowest_server_cpu(results.runs))
+    if budget:
+        say()
+        for line in budget:
+            say(line)
     say()
     say("targets:")
     for target in results.targets:

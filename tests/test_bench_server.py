@@ -8,6 +8,8 @@ server. Real numbers come from a full run (docs/benchmarks.md, "Server").
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +78,22 @@ def test_bench_server_quick_run_writes_json(quick_run: QuickRun) -> None:
     assert results["runs"] == []
     assert len(results["targets"]) == 2
     assert all(isinstance(target["passed"], bool) for target in results["targets"])
+
+
+def test_budget_lines_show_what_the_throughput_target_leaves_past_the_floor_work() -> None:
+    """From each app's server CPU per request: the 80% budget (a quarter of bare), what the
+    floor work leaves of it, each verifier's cost past the floor work, and the ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import server  # noqa: PLC0415  (bench/ is not a package)
+
+    cpu = {server.BARE: 64.0, server.SIGNED: 112.0, server.HAND_WRITTEN: 96.0, server.FLOOR: 80.0}
+    assert server.budget_lines(cpu) == [
+        "server CPU added per request, against the references (lowest run of each):",
+        "  for 80% of bare throughput a verifier may add 16.0 µs (bare: 64 µs)",
+        "  the floor work adds 16.0 µs, leaving 0.0 µs for parsing and checking",
+        f"  {server.HAND_WRITTEN}: +32.0 µs, +16.0 µs past the floor work",
+        f"  {server.SIGNED}: +48.0 µs, +32.0 µs past the floor work",
+        "  SignatureMiddleware / yardstick, added: 1.50x",
+    ]
+    del cpu[server.FLOOR]  # a run without a reference: no budget to show
+    assert server.budget_lines(cpu) == []
