@@ -866,8 +866,8 @@ def budget_lines(cpu: dict[str, float]) -> list[str]:
 def format_results(results: Results, command: str, quick: bool) -> str:
     report = Report(command, results.machine, quick)
     say = report.say
+    cpu = lowest_server_cpu(results.runs)
     if results.runs:
-        cpu = lowest_server_cpu(results.runs)
         say()
         say(
             "| through uvicorn, 1 KiB POST | requests/s | p50 ms | p99 ms | ÷ bare "
@@ -929,7 +929,7 @@ def format_results(results: Results, command: str, quick: bool) -> str:
     floor_run = results.best.get(FLOOR)
     if bare_run is not None and floor_run is not None:
         say(f"  through uvicorn, {FLOOR}: {floor_run.rps / bare_run.rps:.1%} of bare")
-    budget = budget_lines(lowest_server_cpu(results.runs))
+    budget = budget_lines(cpu)
     if budget:
         say()
         for line in budget:
