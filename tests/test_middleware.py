@@ -315,7 +315,7 @@ async def test_content_length_over_limit_is_413_without_reading(declared: int) -
 @pytest.mark.parametrize(
     # "\xb2" and "\xb9" (superscript two, one) pass str.isdigit(); int() refuses them.
     "value",
-    ["abc", "-1", "1e3", "0x10", "1" * 19, " 5", "\xb2", "1\xb9"],
+    ["abc", "-1", "1e3", "0x10", "1" * 19, "5 5", "\x0b5", "5\r", "\xb2", "1\xb9"],
 )
 async def test_bad_content_length_is_400(value: str) -> None:
     """A Content-Length that is not a plain decimal is a malformed request, read no further."""
@@ -327,6 +327,25 @@ async def test_bad_content_length_is_400(value: str) -> None:
     assert exchange.status_code == 400
     assert problem(exchange)["reason"] == "malformed_request"
     assert protected.echo.untouched()
+
+
+@pytest.mark.parametrize("padded", [" {}", "{} ", "{}\t", "\t {} \t"])
+async def test_content_length_is_read_without_the_whitespace_around_it(padded: str) -> None:
+    """SP and HTAB around a field value are not part of it (RFC 9110 §5.5); httptools
+    passes on those after it. A padded Content-Length is still the number: 413 unread
+    above the limit, and the body read below it."""
+    protected = protect(max_body_size=len(BODY))
+    headers = sign("POST", "/t", JSON, BODY)
+    over = padded.format(len(BODY) + 1)
+    scope = http_scope("POST", "/t", [*headers.items(), ("content-length", over)])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert (exchange.receive_calls, exchange.status_code) == (0, 413)
+    assert protected.echo.untouched()
+    exact = padded.format(len(BODY))
+    scope = http_scope("POST", "/t", [*headers.items(), ("content-length", exact)])
+    exchange = await drive(protected.middleware, scope, body_messages(BODY))
+    assert exchange.status_code == 200
+    assert protected.echo.seen[-1]["sha256"] == hashlib.sha256(BODY).hexdigest()
 
 
 @pytest.mark.parametrize(("limit", "chunk"), [(1000, 100), (1000, 333), (1000, 1), (10, 3)])
@@ -839,14 +858,16 @@ async def test_conflicting_content_lengths_are_400() -> None:
     assert protected.echo.untouched()
 
 
-async def test_repeated_equal_content_length_is_accepted() -> None:
-    """The same Content-Length twice is one length (RFC 9110 §8.6 allows the repetition)."""
+@pytest.mark.parametrize("second", ["{}", " {}\t"])
+async def test_repeated_equal_content_length_is_accepted(second: str) -> None:
+    """The same Content-Length twice is one length (RFC 9110 §8.6 allows the repetition),
+    whitespace around either value apart (RFC 9110 §5.5)."""
     protected = protect()
     headers = sign("POST", "/t", JSON, BODY)
     pairs = [
         *headers.items(),
         ("content-length", str(len(BODY))),
-        ("content-length", str(len(BODY))),
+        ("content-length", second.format(len(BODY))),
     ]
     exchange = await drive(
         protected.middleware, http_scope("POST", "/t", pairs), body_messages(BODY)

@@ -519,10 +519,8 @@ def plan(request: Request, mutation: Mutation) -> Plan:
         headers[mutation.index] = (name, before + value + after)
         why = f"{what} padded with {before!r} and {after!r}"
         # OWS around a field value is not part of it (RFC 9110 §5.5), and a component's
-        # value is trimmed of it (RFC 9421 §2.1); ASGI servers strip it, so whether the
-        # Host and the framing headers are read through it is theirs to decide.
-        if name in FRAMING or name == b"host":
-            return Plan(scope, messages, EITHER, why + ": servers strip it")
+        # value is trimmed of it (RFC 9421 §2.1). httptools keeps what follows a value,
+        # so Host and the framing headers are read without it too.
         return Plan(scope, messages, ACCEPT, why)
     assert kind == "header-case"
     headers[mutation.index] = (mutation.name, value)

@@ -204,6 +204,22 @@ async def test_a_bad_content_length_on_a_webhook_path_is_400(value: str) -> None
     assert setup.echo.untouched()
 
 
+async def test_a_content_length_padded_with_whitespace_is_its_number_on_a_webhook_path() -> None:
+    """SP and HTAB around a value are not part of it (RFC 9110 §5.5; httptools passes on
+    those after it): a padded Content-Length over the profile's limit is 413 unread,
+    and one at the limit delivers the body."""
+    setup = protected(HexProfile(max_body_size=10))
+    body = b"x" * 10
+    over = http_scope("POST", PATH, {**deliver(body, "d-1"), "content-length": " 11\t"})
+    refused = await drive(setup.middleware, over, [{"type": "http.request", "body": body}])
+    assert (refused.status_code, problem(refused)["reason"]) == (413, "body_too_large")
+    assert refused.receive_calls == 0
+    exact = http_scope("POST", PATH, {**deliver(body, "d-2"), "content-length": "10 \t"})
+    delivered = await drive(setup.middleware, exact, [{"type": "http.request", "body": body}])
+    assert delivered.status_code == 200
+    assert setup.echo.count == 1
+
+
 async def test_content_length_with_transfer_encoding_on_a_webhook_path_is_400() -> None:
     """CL and TE together (RFC 9112 §6.3) are refused on webhook paths too, body unread."""
     setup = protected()

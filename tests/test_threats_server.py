@@ -752,7 +752,8 @@ KEYRINGS = pytest.mark.parametrize(
         ("/users/admin", "/admin", f"{HOST}/users"),
         ("/?/admin", "/admin", f"{HOST}?"),
         ("/", "/", f"evil.example@{HOST}"),
-        ("/", "/", f"{HOST}:80 "),
+        ("/", "/", f"{HOST} :80"),
+        ("/", "/", f"{HOST}\v"),
         ("/", "/", ""),
         ("/", "/", " "),
         ("/", "/", "/"),
@@ -786,6 +787,27 @@ async def test_threat_U4_a_well_formed_host_verifies(keys: Any, host: str) -> No
     headers = sign("GET", f"http://{host}/t?x=1")
     echoed = assert_accepted(await call(protected.middleware, "GET", "/t?x=1", headers, host=host))
     assert (echoed["raw_path"], echoed["query"]) == ("/t", "x=1")
+
+
+@KEYRINGS
+@pytest.mark.parametrize(("before", "after"), [(" ", ""), ("", " "), ("\t", " \t"), ("", "\t\t")])
+@pytest.mark.parametrize("authority", [None, HOST])
+async def test_threat_U4_whitespace_around_the_host_is_not_part_of_it(
+    keys: Any, before: str, after: str, authority: str | None
+) -> None:
+    """SP and HTAB around a field value are not part of it (RFC 9110 §5.5), and
+    httptools passes on those after it: "Host: api.example:8080 " is the authority
+    api.example:8080, verified as the client signed it, on the fast path and the general."""
+    protected = protect(keys=keys, authority=authority)
+    host = f"{before}{HOST}:8080{after}" if authority is None else f"{before}{HOST}{after}"
+    for _ in range(2):  # the first request teaches the fast path the component list
+        headers = sign("GET", f"http://{host.strip()}/t?x=1")
+        exchange = await call(protected.middleware, "GET", "/t?x=1", headers, host=host)
+        echoed = assert_accepted(exchange)
+        assert (echoed["raw_path"], echoed["query"]) == ("/t", "x=1")
+    elsewhere = sign("GET", "http://other.example/t?x=1")
+    exchange = await call(protected.middleware, "GET", "/t?x=1", elsewhere, host=host)
+    assert_rejected(exchange, protected, "invalid_signature", before=2)
 
 
 @KEYRINGS

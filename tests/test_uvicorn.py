@@ -23,6 +23,8 @@ B7 disconnect mid-body      no response, nonce unused         the same
 B8 stalled body             408 after ``body_timeout``        the same
 M4 signature in a trailer   400 ``malformed_request``         the same (see below)
 C9 trailer after headers    dropped by h11                    400 ``malformed_request``
+SP/HTAB after a value       stripped: 200                     kept in the value; read without
+                                                              it (RFC 9110 §5.5): 200
 ==========================  ================================  =================================
 
 uvicorn has no timeout for a request body (``--timeout-keep-alive`` only runs
@@ -716,3 +718,27 @@ def test_threat_C9_trailer_fields_never_reach_the_app_unverified(
         assert seen == ["a"]
     else:
         assert response.status in (400, 401)
+
+
+def test_whitespace_around_field_values_is_not_part_of_them(server: UvicornServer) -> None:
+    """RFC 9110 §5.5: SP and HTAB before or after a field value are not part of it.
+    h11 strips them; httptools (llhttp) keeps those after the value. A signed POST whose
+    every field, ``Host`` and ``Content-Length`` included, is padded so reaches the app
+    on both servers, with its body, exactly once."""
+    body = order()
+    target = "/orders?customer=42"
+    headers = signed_headers(server, "POST", target, body, headers=[("Content-Type", JSON)])
+    padded = [(name, f" {value} \t") for name, value in headers]
+    before = served(server)
+    with connect(server) as sock:
+        sock.sendall(raw_request("POST", target, padded, body))
+        response = read_response(sock)
+        assert response.status == 200, response.body
+        assert response.json()["sha256"] == sha256(body)
+        assert served(server) == before + 1
+        since = server.log_size()
+        sock.sendall(raw_request("POST", target, padded, body))  # the same bytes again
+        again = read_response(sock)
+    assert (again.status, again.reason) == (401, "invalid_signature")  # told as a bad MAC
+    assert logged_reasons(server.log()[since:]) == ["replayed"]
+    assert served(server) == before + 1

@@ -787,10 +787,8 @@ def plan(delivery: Delivery, mutation: Mutation) -> Plan:
         before, after = mutation.name, mutation.value
         headers[mutation.index] = (name, before + value + after)
         why = f"{what} padded with {before!r} and {after!r}"
-        # OWS around a field value is not part of it (RFC 9110 §5.5); ASGI servers strip
-        # it, so whether the Host and the framing are read through it is theirs to decide.
-        if name in FRAMING or name == b"host":
-            return Plan(scope, messages, EITHER, why + ": servers strip it")
+        # OWS around a field value is not part of it (RFC 9110 §5.5). httptools keeps
+        # what follows a value, so the framing headers are read without it too.
         return Plan(scope, messages, ACCEPT, why)
     assert kind == "header-case"
     headers[mutation.index] = (mutation.name, value)

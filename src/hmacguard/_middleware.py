@@ -529,10 +529,10 @@ class SignatureMiddleware:
         if length is not None:
             if declared == 1:
                 return None  # with Transfer-Encoding: _request() refuses it
-            # A bad value is refused here as _request() (_content_length) would
-            # refuse it: bytes.isdigit() takes ASCII digits only, and int() bytes.
+            # bytes.isdigit() takes ASCII digits only, and int() bytes. Anything
+            # else (whitespace around the digits included) _request() decides.
             if not length.isdigit() or len(length) > MAX_LENGTH_DIGITS:
-                raise MalformedRequest(_NOT_A_LENGTH)
+                return None
             declared = int(length)
         host = headers.get(b"host")
         if host is not None:
@@ -621,9 +621,9 @@ class SignatureMiddleware:
             if b"trailer" in single:
                 raise MalformedRequest(_NO_TRAILERS)
             host_bytes = single.get(b"host")
-            host = None if host_bytes is None else host_bytes.decode("latin-1")
+            host = None if host_bytes is None else host_bytes.decode("latin-1").strip(_OWS)
             length_bytes = single.get(b"content-length")
-            length = None if length_bytes is None else length_bytes.decode("latin-1")
+            length = None if length_bytes is None else length_bytes.decode("latin-1").strip(_OWS)
             declared = 1 if b"transfer-encoding" in single else -1
             digest_bytes = single.get(b"content-digest")
             digest = None if digest_bytes is None else digest_bytes.decode("latin-1")
@@ -1333,6 +1333,10 @@ _FAILED_DELIVERY = ("a failed delivery", "its redelivery will be acknowledged as
 _REFUSED_NONCE = ("a nonce of a refused request", "its signature cannot be sent again")
 _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"
 _NOT_A_LENGTH = "Content-Length is not a number"
+# Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
+# h11 strips it; httptools (llhttp) keeps what follows the value, so Host and
+# Content-Length are read without it, as the signed components are.
+_OWS = " \t"
 
 
 class _NotAnAnswer(TypeError):
@@ -1506,11 +1510,12 @@ def _scan_headers(
             if host is not None:
                 # RFC 9112 §3.2: a request with more than one Host is answered 400.
                 raise MalformedRequest("the request has more than one Host header")
-            host = value.decode("latin-1")
+            host = value.decode("latin-1").strip(_OWS)
         elif lowered == b"content-length":
-            if length is not None and length != value.decode("latin-1"):
+            text = value.decode("latin-1").strip(_OWS)
+            if length is not None and length != text:
                 raise MalformedRequest("the request has conflicting Content-Length headers")
-            length = value.decode("latin-1")
+            length = text
         elif lowered == b"transfer-encoding":
             declared = 1
         elif lowered == b"content-digest":
