@@ -220,6 +220,22 @@ async def test_a_content_length_padded_with_whitespace_is_its_number_on_a_webhoo
     assert setup.echo.count == 1
 
 
+@pytest.mark.parametrize("host", ["evil.example/admin", "a.example#x", "u@a.example", "", "a b"])
+async def test_a_host_that_is_not_host_port_on_a_webhook_path_is_400(host: str) -> None:
+    """A delivery's MAC does not cover the Host, but the app may read it (links,
+    redirects): one that is not host[:port] (RFC 9110 §7.2) is refused as on any
+    other path, before the profile or the body is read, and nothing is recorded."""
+    profile = HexProfile()
+    setup = protected(profile)
+    scope = http_scope("POST", PATH, deliver(b"{}"), host=host)
+    exchange = await drive(setup.middleware, scope, [{"type": "http.request", "body": b"{}"}])
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert (exchange.receive_calls, profile.header_checks) == (0, 0)
+    assert setup.echo.untouched()
+    good = await call(setup.middleware, "POST", PATH, deliver(b"{}"), b"{}", host=" a.example\t")
+    assert good.status_code == 200  # the same delivery, not spent; padding is not the Host
+
+
 async def test_content_length_with_transfer_encoding_on_a_webhook_path_is_400() -> None:
     """CL and TE together (RFC 9112 §6.3) are refused on webhook paths too, body unread."""
     setup = protected()

@@ -748,6 +748,7 @@ def plan(delivery: Delivery, mutation: Mutation) -> Plan:
         if name in FRAMING:
             return Plan(scope, messages, EITHER, why + ": the framing changed", reasons=None)
         if name == b"host":
+            # Not signed, but checked as on any path: 400 unless still a host[:port].
             return Plan(scope, messages, EITHER, why, reasons=MALFORMED_REQUEST)
         if name == provider.signature:
             verdict = _signature_byte(provider, value, changed, mutation.position)
@@ -769,7 +770,7 @@ def plan(delivery: Delivery, mutation: Mutation) -> Plan:
         if name in FRAMING:
             return Plan(scope, messages, EITHER, why + ": the framing changed", reasons=None)
         if name == b"host":
-            return Plan(scope, messages, EITHER, why, reasons=MALFORMED_REQUEST)
+            return Plan(scope, messages, ACCEPT, why + ": HTTP/1.0 may send none")
         if name in reads:
             told = frozenset({"missing_signature"})
             return Plan(scope, messages, REJECT, why + ", which the profile needs", reasons=told)

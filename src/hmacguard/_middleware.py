@@ -632,11 +632,7 @@ class SignatureMiddleware:
             host, length, declared, digest = _scan_headers(raw)
         declared = _declared_size(length, declared)
         if host is not None:
-            # Checked with authority= too: the app may still read the Host.
-            if len(host) > MAX_HOST_PORT:
-                raise MalformedRequest("the Host header is too long")
-            if not is_host_port(host):
-                raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")
+            _check_host(host)  # with authority= too: the app may still read the Host
         if self._authority is not None:
             authority = self._authority
         elif host is None:
@@ -875,8 +871,12 @@ class SignatureMiddleware:
             if scope["type"] != "http":
                 raise MalformedRequest("webhook paths take HTTP requests only")
             raw = scope["headers"]
-            _, length, declared, _ = _scan_headers(raw)
+            host, length, declared, _ = _scan_headers(raw)
             declared = _declared_size(length, declared)
+            if host is not None:
+                # A delivery's MAC covers its body, not the Host, but the app may
+                # read the Host (links, redirects) as on any other path.
+                _check_host(host)
             now = self._webhook_clocks[endpoint]()
             # Headers first: a missing or stale signature is refused before
             # any body byte is read.
@@ -1448,6 +1448,14 @@ def _declared_size(length: str | None, declared: int) -> int:
             "the request has both Content-Length and Transfer-Encoding (RFC 9112 §6.3)"
         )
     return _content_length(length)
+
+
+def _check_host(host: str) -> None:
+    """Refuse a ``Host`` that is not a ``host[:port]`` (RFC 9110 §7.2)."""
+    if len(host) > MAX_HOST_PORT:
+        raise MalformedRequest("the Host header is too long")
+    if not is_host_port(host):
+        raise MalformedRequest("the Host header is not a host[:port] (RFC 9110 §7.2)")
 
 
 def _content_length(value: str) -> int:
