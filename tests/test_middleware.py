@@ -1605,6 +1605,31 @@ async def test_threat_C9_fields_appended_while_the_body_is_read_are_refused() ->
     assert len(protected.store) == 0
 
 
+@pytest.mark.parametrize(
+    "trailer", [(b"x-http-method-override", b"DELETE"), (b"content-type", b"text/plain")]
+)
+async def test_threat_C9_fields_appended_while_an_async_key_is_looked_up_are_refused(
+    trailer: tuple[bytes, bytes],
+) -> None:
+    """httptools appends a request trailer to the scope's header list whenever it
+    arrives, even while an async key resolver is awaited, before the body is read.
+    Such a field was counted as a header and reached the app unverified (an uncovered
+    method override, a second line of a covered field): it is 400, the app untouched.
+    (Found by a differential run of h11 against httptools with a 0.3 s resolver.)"""
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)
+
+    async def resolve(key_id: str) -> HMACKey | None:
+        scope["headers"].append(trailer)  # the trailer lands while the key is fetched
+        await asyncio.sleep(0)
+        return KEY if key_id == KEY.key_id else None
+
+    protected = protect(keys=resolve)
+    exchange = await drive(protected.middleware, scope, messages)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (400, "malformed_request")
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
 # -- body timeout ----------------------------------------------------------------------
 
 

@@ -379,6 +379,10 @@ class SignatureMiddleware:
                 await self.app(scope, receive, send)
                 return
         try:
+            # Counted before anything is awaited: httptools appends a request
+            # trailer to this very list whenever it arrives, even while an async
+            # key resolver is awaited.
+            header_count = len(scope["headers"])
             found = self._fast_headers(scope) if kind == "http" and self._fast else None
             if found is None:
                 found = await self._headers(scope, kind)
@@ -397,7 +401,6 @@ class SignatureMiddleware:
                 covers_digest = covers_content_digest(verified.components)
                 if covers_digest and digest is None:  # pragma: no cover  (the base needed it)
                     raise InsufficientCoverage("content-digest is covered but absent")
-                header_count = len(scope["headers"])
                 try:
                     body = await self._body(
                         receive, limit, digest if covers_digest else None, declared
@@ -408,7 +411,8 @@ class SignatureMiddleware:
                 if body is None:
                     return  # the client went away: no response, no app, no nonce
                 if len(scope["headers"]) != header_count:
-                    # Fields appended while the body was read: trailers.
+                    # Fields appended while the key was looked up or the body
+                    # was read: trailers.
                     raise MalformedRequest(_NO_TRAILERS)
                 if body and not covers_digest and self._verifier.requires_digest_with_body:
                     # RFC 9421 §7.2.8: a body the signature does not cover is not protected.
