@@ -477,6 +477,19 @@ def test_a_body_limit_beside_an_exempt_path_is_kept(
     assert middleware.verifier is not None
 
 
+async def test_an_empty_chunked_body_signed_on_the_defaults_is_accepted() -> None:
+    """A chunked POST whose body turns out empty, signed with the Signer's defaults
+    (which cover Content-Digest whenever Transfer-Encoding announces a body), passes:
+    the defaults are never refused insufficient_coverage. (A differential run of the
+    two uvicorn parsers found it refused so, on both.)"""
+    protected = protect()
+    headers = {**JSON, "transfer-encoding": "chunked"}
+    scope, _ = signed_scope("POST", "/t", b"", headers)
+    exchange = await drive(protected.middleware, scope, body_messages(b""))
+    assert exchange.status_code == 200, exchange.body
+    assert protected.echo.seen[-1]["sha256"] == hashlib.sha256(b"").hexdigest()
+
+
 @pytest.mark.parametrize("chunked", [True, False])
 async def test_a_zero_body_limit_takes_an_empty_body_however_framed(chunked: bool) -> None:
     """``{"/t/ping": 0}`` takes a signed POST with an empty body, whether it says

@@ -287,7 +287,11 @@ class Signer:
         data = b"" if body is None else bytes(body)
         components = self._components
         if components is None:
-            components = _default_components(message.headers, bool(data))
+            # Transfer-Encoding announces a body of unknown size, which the
+            # middleware must hold to Content-Digest before it reads it: covered
+            # even when the body turns out to be empty.
+            has_body = bool(data) or "transfer-encoding" in message.headers
+            components = _default_components(message.headers, has_body)
         added: dict[str, str] = {}
         if any(c.name == "content-digest" for c in components):
             value = make_content_digest(data, self._digest)
