@@ -111,6 +111,10 @@ class UvicornServer(ChildProcess):
         self._log_dir: tempfile.TemporaryDirectory[str] | None = None
         self.log_path: Path | None = None
 
+    #: The server's name in messages, and the line each worker logs once it serves.
+    name = "uvicorn"
+    started = STARTED
+
     def __repr__(self) -> str:
         return f"UvicornServer({self.app!r}, http={self.http!r}, port={self.port})"
 
@@ -165,7 +169,7 @@ class UvicornServer(ChildProcess):
         return self
 
     def _spawn(self) -> None:
-        self._log_dir = tempfile.TemporaryDirectory(prefix="hmacguard-uvicorn-")
+        self._log_dir = tempfile.TemporaryDirectory(prefix=f"hmacguard-{self.name}-")
         self.log_path = Path(self._log_dir.name) / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with open(self.log_path, "wb") as log:
@@ -184,12 +188,14 @@ class UvicornServer(ChildProcess):
         expected = self.workers or 1
         while True:
             if self._process.poll() is not None:
-                raise ServerFailed(f"uvicorn exited with {self._process.returncode}:\n{self.log()}")
-            if self.log().count(STARTED) >= expected and self._accepts():
+                raise ServerFailed(
+                    f"{self.name} exited with {self._process.returncode}:\n{self.log()}"
+                )
+            if self.log().count(self.started) >= expected and self._accepts():
                 return
             if time.monotonic() > deadline:
                 raise ServerFailed(
-                    f"uvicorn did not start in {self.startup_timeout} s:\n{self.log()}"
+                    f"{self.name} did not start in {self.startup_timeout} s:\n{self.log()}"
                 )
             time.sleep(0.05)
 
