@@ -1331,8 +1331,11 @@ class _Replay:
 
 # RFC 9421 §4.1: signatures MAY be sent as trailers, but ASGI has no request
 # trailers, and uvicorn's httptools protocol appends trailer fields to the very
-# header list the scope holds, after or before the signature was checked.
-# Fields that arrive in a trailer are never verified, so such requests are refused.
+# header list the scope holds, whenever they arrive. A request that announces
+# trailers is refused, as is one whose list grows once the middleware has
+# counted it. Trailer fields that arrived before (a short body sent in one
+# write, the request's task not yet started) cannot be told from headers: they
+# are verified as headers, and the app sees exactly the list that was verified.
 _FAILED_DELIVERY = ("a failed delivery", "its redelivery will be acknowledged as a duplicate")
 _REFUSED_NONCE = ("a nonce of a refused request", "its signature cannot be sent again")
 _NO_TRAILERS = "request trailers are not supported: fields sent there cannot be verified"

@@ -253,8 +253,9 @@ def _warn_if_one_of_several_workers() -> None:
         elif parent is not None:
             why = (
                 f"this process was started through multiprocessing (parent pid "
-                f"{parent.pid}), as uvicorn --workers starts its workers (and --reload its "
-                "server): if several workers serve this app, a request accepted by one"
+                f"{parent.pid}), as uvicorn --workers starts its workers (--reload its "
+                "server, hypercorn even one worker): if several workers serve this app, "
+                "a request accepted by one"
             )
         else:
             return
