@@ -320,6 +320,30 @@ def test_threat_B8_a_stalled_http2_stream_gets_408_alone(server: HypercornServer
     assert served(server) == before + 1
 
 
+def test_threat_B8_an_http2_stream_announcing_no_body_is_timed_too(
+    server: HypercornServer,
+) -> None:
+    """A signed DELETE sent with ``content-length: 0`` but its stream left open is cut
+    off with 408 after ``body_timeout``. It was not timed, so it could be held open past
+    ``nonce_ttl`` and then ended, replaying a copy already accepted (found by a helper
+    probing HTTP/2; the middleware now also checks the window again when it spends the
+    nonce: test_middleware.py, test_threat_R3_...)."""
+    before = served(server)
+    h2c = RawH2(server)
+    try:
+        headers = [*signed(server, "DELETE", "/accounts/7"), ("content-length", "0")]
+        held = h2c.request("DELETE", "/accounts/7", headers)
+        started = time.monotonic()
+        answer = h2c.wait(held, timeout=BODY_TIMEOUT + 5)
+        waited = time.monotonic() - started
+    finally:
+        h2c.close()
+    assert answer.status == 408
+    assert b'"reason":"body_timeout"' in answer.body
+    assert BODY_TIMEOUT - 0.5 < waited < BODY_TIMEOUT + 3
+    assert served(server) == before
+
+
 def test_threat_B7_an_http2_stream_reset_mid_body_spends_no_nonce(server: HypercornServer) -> None:
     """A client that resets its stream mid-body reaches no app and burns no nonce: the
     same signed request sent whole afterwards is accepted."""

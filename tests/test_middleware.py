@@ -1654,6 +1654,51 @@ async def _stalled_after(messages: list[dict[str, Any]]) -> AsyncIterator[dict[s
     yield {"type": "http.disconnect"}  # pragma: no cover  (never reached)
 
 
+async def test_threat_B8_a_request_announcing_no_body_is_timed_too() -> None:
+    """``Content-Length: 0`` announces no body, but over HTTP/2 the request ends only
+    when the client ends its stream, and hypercorn waits for that without a limit. Such
+    a request held open was never timed: it is cut off after ``body_timeout`` like any
+    other, 408, the app untouched and the nonce unused. (Found by a helper probing
+    hypercorn over HTTP/2: held past ``nonce_ttl``, it replayed an accepted copy.)"""
+    protected = protect(body_timeout=0.05)
+    scope, _ = signed_scope("DELETE", "/t/7", nonce="held-open")
+    scope["headers"].append((b"content-length", b"0"))
+    exchange = await drive(protected.middleware, scope, _stalled_after([]), timeout=2.0)
+    assert (exchange.status_code, problem(exchange)["reason"]) == (408, "body_timeout")
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
+@pytest.mark.parametrize(("read_for", "accepted"), [(1.0, True), (2.5, False)])
+async def test_threat_R3_a_request_must_still_be_fresh_when_its_nonce_is_spent(
+    read_for: float, accepted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nonce_ttl counts from the time a request is checked, and covers its window
+    (max_age) from there. A copy checked in time but held back (a trickled body, an
+    HTTP/2 stream left open, an unbounded ``body_timeout``) would be spent after the
+    first copy's nonce was forgotten; so the window is checked again when the nonce is
+    spent. Checked 1 s before max_age, read in 1 s: accepted; read in 2.5 s: refused,
+    told as a bad MAC, logged as expired, the app untouched and nothing stored."""
+    clock = FakeClock(NOW + 299)  # max_age is 300 s
+    protected = protect(clock=clock, body_timeout=None)
+    scope, messages = signed_scope("POST", "/t", BODY, JSON)  # created = NOW
+
+    async def slow_body() -> AsyncIterator[dict[str, Any]]:
+        clock.advance(read_for)  # the body took this long to arrive
+        for message in messages:
+            yield message
+
+    exchange = await drive(protected.middleware, scope, slow_body())
+    if accepted:
+        assert exchange.status_code == 200
+        assert len(protected.store) == 1
+        return
+    assert (exchange.status_code, problem(exchange)["reason"]) == (401, "invalid_signature")
+    assert logged_reasons(caplog) == ["expired"]
+    assert protected.echo.untouched()
+    assert len(protected.store) == 0
+
+
 async def test_threat_B8_stalled_body_is_408_and_the_nonce_stays_unused() -> None:
     """A body that stops arriving is cut off after body_timeout: 408, app and store untouched."""
     protected = protect(body_timeout=0.05)

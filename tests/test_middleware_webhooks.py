@@ -236,6 +236,35 @@ async def test_a_host_that_is_not_host_port_on_a_webhook_path_is_400(host: str) 
     assert good.status_code == 200  # the same delivery, not spent; padding is not the Host
 
 
+@pytest.mark.parametrize(("read_for", "accepted"), [(1.0, True), (2.5, False)])
+async def test_a_delivery_must_still_be_fresh_when_it_is_recorded(
+    read_for: float, accepted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dedupe_ttl counts from the time a delivery is checked and covers its window from
+    there: a copy checked in time but held back while its body is read would be recorded
+    after the first copy was forgotten, and processed twice. Its timestamp is checked
+    again when it is recorded: 1 s inside the window and read in 1 s, delivered; read
+    in 2.5 s, refused (logged as expired), the app untouched and nothing recorded."""
+    clock = FakeClock(NOW + 299)  # the test profile's tolerance is 300 s
+    setup = protected(clock=clock, body_timeout=None)
+    body = b'{"id":1}'
+
+    async def slow_body() -> Any:
+        clock.advance(read_for)
+        yield {"type": "http.request", "body": body}
+
+    scope = http_scope("POST", PATH, {**deliver(body), "content-length": str(len(body))})
+    exchange = await drive(setup.middleware, scope, slow_body())
+    if accepted:
+        assert exchange.status_code == 200
+        assert setup.echo.count == 1
+        return
+    assert (exchange.status_code, problem(exchange)["reason"]) == (401, "invalid_signature")
+    assert logged_reasons(caplog) == ["expired"]
+    assert setup.echo.untouched()
+    assert len(setup.store) == 0
+
+
 async def test_content_length_with_transfer_encoding_on_a_webhook_path_is_400() -> None:
     """CL and TE together (RFC 9112 §6.3) are refused on webhook paths too, body unread."""
     setup = protected()

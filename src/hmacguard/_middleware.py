@@ -45,6 +45,7 @@ from ._error_response import WEBHOOK_MESSAGES, ErrorResponder, accept_signature
 from ._errors import (
     BodyTimeout,
     BodyTooLarge,
+    Expired,
     InsufficientCoverage,
     KeyLookupFailed,
     MalformedRequest,
@@ -265,6 +266,8 @@ class SignatureMiddleware:
             )
         self._memory = self._store if type(self._store) is MemoryNonceStore else None
         self._ttl = float(self._verifier.nonce_ttl)
+        self._max_age = self._verifier.max_age
+        self._clock = self._verifier.clock
         self._exact, self._prefixes, self._exempt_call = _exemptions(exempt)
         self._webhooks = _webhook_routes(webhooks)
         _check_paths_miss_webhooks(
@@ -429,6 +432,16 @@ class SignatureMiddleware:
                     label=verified.label,
                     key_id=verified.key_id,
                 )
+            if self._store is not None and self._clock() - verified.created > self._max_age:
+                # Still inside its window when its nonce is spent, as when it was
+                # checked: nonce_ttl counts from there. A copy held back after its
+                # check (a body trickled, a stream left open) would otherwise be
+                # spent after the first copy's nonce was forgotten.
+                raise Expired(
+                    "max_age passed while the request was read, before its nonce was spent",
+                    label=verified.label,
+                    key_id=verified.key_id,
+                )
             spent_before = scope.get(_SPENT)
             if self._memory is not None:
                 spent = self._check_replay_in_memory(scope, verified, self._memory, others)
@@ -563,7 +576,7 @@ class SignatureMiddleware:
             path,
             "?" + query.decode("latin-1") if query else None,
             headers,
-            verifier.clock(),
+            self._clock(),
             declared > 0,
         )
         if verified is None:
@@ -692,11 +705,12 @@ class SignatureMiddleware:
         cancels this task when the time is up (one timer per event loop, not
         one per request); only that cancellation becomes a 408. Under trio
         the read that waits is resumed in a cancel scope of ``body_timeout``
-        seconds instead. A request announcing no body
-        (``Content-Length: 0``) is not watched.
+        seconds instead. A request announcing no body (``Content-Length: 0``)
+        is watched the same way: over HTTP/2 its stream still ends only when
+        the client says so, and hypercorn waits for that without a limit.
         """
         deadlines = self._deadlines
-        if deadlines is None or declared == 0:
+        if deadlines is None:
             return await _receive_body(receive, limit, digest)
         if "trio" in sys.modules and _running_trio() is not None:
             # Not stepped: a receive() that enters a cancel scope before it
@@ -897,6 +911,11 @@ class SignatureMiddleware:
             if len(scope["headers"]) != header_count:
                 raise MalformedRequest(_NO_TRAILERS)
             verified = profile.verify(raw, body, now=now)
+            later = self._webhook_clocks[endpoint]()
+            if later != now:
+                # Still inside its window when it is recorded, as when it was
+                # checked: dedupe_ttl counts from there (see __call__).
+                profile.check_headers(raw, now=later)
             key = delivery_key(profile.scheme, endpoint, verified.dedupe_key)
             fresh = await self._remember_delivery(key, profile.dedupe_ttl)
             if not fresh:
