@@ -593,13 +593,23 @@ async def test_threat_U1_decoded_twin_of_encoded_slash_rejected() -> None:
     assert_rejected(exchange, protected, "invalid_signature")
 
 
-@pytest.mark.parametrize("raw_path", [None, b""], ids=["absent", "empty"])
-async def test_threat_U1_no_raw_path_fails_closed(raw_path: bytes | None) -> None:
-    """Without scope["raw_path"] the request is a 400, never verified on the decoded path."""
+@pytest.mark.parametrize(
+    ("raw_path", "logged_on"),
+    [(None, "hmacguard"), (b"", "hmacguard.rejected")],
+    ids=["absent", "empty"],
+)
+async def test_threat_U1_no_raw_path_fails_closed(
+    raw_path: bytes | None, logged_on: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without scope["raw_path"] the request is a 400, never verified on the decoded path.
+    An absent one is the server's fault, logged for the operator on ``hmacguard``; an
+    empty one is the client's (hypercorn gives it for an HTTP/2 ``:path`` of "?"), logged
+    as a rejection, so no client can fill the operator's log with server faults."""
     protected = protect()
     exchange = await call(protected.middleware, "GET", "/t", sign("GET", "/t"), raw_path=raw_path)
     assert_rejected(exchange, protected, "malformed_request", 400)
     assert exchange.receive_calls == 0
+    assert [r.name for r in caplog.records if r.levelname == "WARNING"] == [logged_on]
 
 
 @pytest.mark.parametrize(

@@ -657,7 +657,7 @@ class SignatureMiddleware:
         else:
             authority = host
         raw_path = scope.get("raw_path")
-        if not raw_path:
+        if raw_path is None:
             # THREATS U1: never fall back to the decoded path, which routers
             # use but clients do not sign.
             raise MalformedRequest(_NO_RAW_PATH)
