@@ -25,6 +25,8 @@ M4 signature in a trailer   400 ``malformed_request``         the same (see belo
 C9 trailer after headers    dropped by h11                    400 ``malformed_request``
 SP/HTAB after a value       stripped: 200                     kept in the value; read without
                                                               it (RFC 9110 §5.5): 200
+absolute-form target        URI in ``raw_path``: 400 (ours;    path only: 200 (``@authority``
+                            Starlette alone answers 404)      from ``Host``, as the app's)
 ==========================  ================================  =================================
 
 uvicorn has no timeout for a request body (``--timeout-keep-alive`` only runs
