@@ -744,3 +744,22 @@ def test_whitespace_around_field_values_is_not_part_of_them(server: UvicornServe
     assert (again.status, again.reason) == (401, "invalid_signature")  # told as a bad MAC
     assert logged_reasons(server.log()[since:]) == ["replayed"]
     assert served(server) == before + 1
+
+
+def test_an_absolute_form_target_is_verified_as_the_app_routes_it(server: UvicornServer) -> None:
+    """``POST http://host/orders HTTP/1.1`` (RFC 9112 §3.2.2): httptools gives the app
+    the path alone and the middleware verifies the request as signed for ``Host``; h11
+    leaves the whole URI in ``raw_path``, which is no absolute path: 400, the app not
+    reached (Starlette alone would answer 404 there)."""
+    body = order()
+    headers = signed_headers(server, "POST", "/orders", body, headers=[("Content-Type", JSON)])
+    before = served(server)
+    target = f"http://{server.authority}/orders"
+    response = exchange(server, raw_request("POST", target, headers, body))
+    if server.http == "h11":
+        assert (response.status, response.reason) == (400, "malformed_request")
+        assert served(server) == before
+    else:
+        assert response.status == 200, response.body
+        assert (response.json()["raw_path"], response.json()["sha256"]) == ("/orders", sha256(body))
+        assert served(server) == before + 1
