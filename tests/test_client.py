@@ -238,6 +238,39 @@ def test_signing_a_component_the_request_lacks_is_a_value_error() -> None:
         next(make_auth(components=["@method", "x-tenant"]).auth_flow(request))
 
 
+@pytest.mark.parametrize(
+    ("components", "lines"),
+    [
+        (None, [("Content-Type", "a/b"), ("Content-Type", "c/d")]),
+        (["@method", "@path", "x-a"], [("X-A", "1"), ("X-A", "2")]),
+    ],
+    ids=["default content-type", "x-a"],
+)
+def test_a_covered_field_on_two_lines_is_a_value_error(
+    components: list[str] | None, lines: list[tuple[str, str]]
+) -> None:
+    """RFC 9421 would sign the two lines joined, but SignatureMiddleware refuses a covered
+    field on several lines (THREATS C4(b)): the auth says so before anything is sent,
+    rather than sign a request its server always refuses (found by a helper's run of our
+    clients against our server)."""
+    options = {} if components is None else {"components": components}
+    request = httpx.Request("POST", "http://api.example/t", headers=lines, content=b"abc")
+    with pytest.raises(ValueError, match="on 2 lines: send it on one line"):
+        next(make_auth(**options).auth_flow(request))
+
+
+async def test_a_field_covered_with_bs_may_come_on_several_lines() -> None:
+    """``;bs`` signs each line apart (RFC 9421 §2.1.3): such a field may repeat, and the
+    middleware accepts it; so do fields on several lines that are not covered."""
+    protected = protect()
+    auth = make_auth(components=["@method", "@authority", "@path", "@query", "x-a;bs"])
+    async with protected.client(auth=auth) as client:
+        response = await client.get("/t", headers=[("X-A", "1"), ("X-A", "2"), ("X-B", "3")])
+    async with protected.client(auth=make_auth()) as client:
+        uncovered = await client.get("/t", headers=[("X-B", "1"), ("X-B", "2")])
+    assert (response.status_code, uncovered.status_code) == (200, 200)
+
+
 # -- construction -----------------------------------------------------------------------
 
 

@@ -198,12 +198,25 @@ TARGETS = [
 ]
 
 
+WHOLE_TARGET = [
+    *("@method", "@authority", "@path", "@query", "@target-uri", "@request-target"),
+    "content-digest",
+]
+
+
+@pytest.mark.parametrize("components", [None, WHOLE_TARGET], ids=["default", "whole-target"])
 @pytest.mark.parametrize(("target", "raw_path", "query"), TARGETS)
 async def test_threat_U1_U2_httpx_targets_verify_over_the_wire(
-    server: UvicornServer, target: str, raw_path: str, query: str
+    server: UvicornServer, target: str, raw_path: str, query: str, components: list[str] | None
 ) -> None:
-    """Spaces, unicode, %2F, ';', repeated keys, '+' and '?' verify as uvicorn receives them."""
-    auth = HMACAuth(KEY_ID, SECRET)
+    """Spaces, unicode, %2F, ';', repeated keys, '+' and '?' verify as uvicorn receives them,
+    also when ``@target-uri`` and ``@request-target`` are covered: an empty query ("/t?")
+    reaches the app as none, so it is signed as none (it was refused invalid_signature)."""
+    auth = (
+        HMACAuth(KEY_ID, SECRET)
+        if components is None
+        else HMACAuth(KEY_ID, SECRET, components=components)
+    )
     async with httpx.AsyncClient(base_url=server.url, auth=auth, timeout=TIMEOUT) as client:
         response = await client.post(target, content=BODY)
     assert response.status_code == 200, response.text

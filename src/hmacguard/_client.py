@@ -22,7 +22,8 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ._keys import HMACKey
-from ._message import HeadersLike
+from ._message import HeadersLike, collect_headers
+from ._signature_fields import read_signatures
 from ._signer import Signer, SignerOptions
 
 if sys.version_info >= (3, 11):
@@ -142,11 +143,50 @@ def sign_request(
     Returns:
         ``Signature-Input`` and ``Signature``, and ``Content-Digest`` when the
         signature covers the body; each replaces any field of that name.
+
+    Raises:
+        ValueError: what :meth:`Signer.sign` refuses, and a covered field on
+            more than one line (not covered with ``;bs``), which
+            ``SignatureMiddleware`` refuses.
     """
     path = target.decode("latin-1") if isinstance(target, bytes) else target
+    if path.endswith("?") and path.find("?") == len(path) - 1:
+        # An empty query: ASGI servers give it as no query (query_string b""),
+        # so the server rebuilds the URL without the "?". Signed so, both ends
+        # agree on @target-uri and @request-target (@query is "?" either way).
+        path = path[:-1]
     # The server rebuilds the URL the same way from Host and the raw target
     # (SignatureMiddleware._request), so the two ends cannot disagree on it.
-    return signer.sign(method, f"{scheme}://{host}{path}", headers, body)
+    fields = signer.sign(method, f"{scheme}://{host}{path}", headers, body)
+    _check_one_line_each(headers, fields)
+    return fields
+
+
+def _check_one_line_each(headers: HeadersLike, fields: Mapping[str, str]) -> None:
+    """Refuse a request that sends a covered field on more than one line.
+
+    RFC 9421 §2.1 signs the lines joined with ", ", but SignatureMiddleware
+    refuses such a request (THREATS C4(b)): an app reading one value would see
+    only the first line. Send the value on one line, or cover the field with
+    ``;bs``, which signs each line apart.
+    """
+    lines = collect_headers(headers)
+    repeated = {name for name, values in lines.items() if len(values) > 1}
+    if not repeated:
+        return
+    signature = read_signatures(
+        {"signature-input": [fields["Signature-Input"]], "signature": [fields["Signature"]]},
+        max_signatures=1,
+        max_components=len(repeated) + 1024,
+        max_field_bytes=len(fields["Signature-Input"]) + len(fields["Signature"]),
+    )[0]
+    for component in signature.covered.components:
+        if component.name in repeated and "bs" not in component.params:
+            raise ValueError(
+                f"the covered field {component.name!r} is on {len(lines[component.name])} "
+                "lines: send it on one line (a server reading one value would see only "
+                "the first, and SignatureMiddleware refuses it), or cover it with ;bs"
+            )
 
 
 def remove_fields(headers: MutableMapping[str, Any], added: Mapping[str, str]) -> None:
