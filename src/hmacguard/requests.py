@@ -99,6 +99,10 @@ class HMACAuth(SigningAuth, AuthBase):
         parts = urllib.parse.urlsplit(url)
         host = r.headers.get("Host") or _wire_host(parts.netloc)
         headers = [(name, _text(value)) for name, value in r.headers.items()]
+        if "Host" not in r.headers:
+            # urllib3 adds it after the auth has run: signed as it will go out,
+            # so that "host" can be covered (r.headers is left as it was).
+            headers.append(("Host", _text(host)))
         fields = sign_request(
             self._signer, method, parts.scheme, _text(host), r.path_url, headers, body
         )
