@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ._components import split_covered_field
 from ._keys import HMACKey
 from ._message import HeadersLike, collect_headers
 from ._signature_fields import read_signatures
@@ -170,23 +171,23 @@ def _check_one_line_each(headers: HeadersLike, fields: Mapping[str, str]) -> Non
     only the first line. Send the value on one line, or cover the field with
     ``;bs``, which signs each line apart.
     """
-    lines = collect_headers(headers)
-    repeated = {name for name, values in lines.items() if len(values) > 1}
-    if not repeated:
+    lines = {name: len(values) for name, values in collect_headers(headers).items()}
+    if all(count == 1 for count in lines.values()):
         return
     signature = read_signatures(
         {"signature-input": [fields["Signature-Input"]], "signature": [fields["Signature"]]},
         max_signatures=1,
-        max_components=len(repeated) + 1024,
+        max_components=1024,
         max_field_bytes=len(fields["Signature-Input"]) + len(fields["Signature"]),
     )[0]
-    for component in signature.covered.components:
-        if component.name in repeated and "bs" not in component.params:
-            raise ValueError(
-                f"the covered field {component.name!r} is on {len(lines[component.name])} "
-                "lines: send it on one line (a server reading one value would see only "
-                "the first, and SignatureMiddleware refuses it), or cover it with ;bs"
-            )
+    split = split_covered_field(signature.covered.specs, lines)
+    if split is not None:
+        name, count = split
+        raise ValueError(
+            f"the covered field {name!r} is on {count} lines: send it on one line (a "
+            "server reading one value would see only the first, and SignatureMiddleware "
+            "refuses it), or cover it with ;bs"
+        )
 
 
 def remove_fields(headers: MutableMapping[str, Any], added: Mapping[str, str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ._errors import InvalidSignature, MalformedSignature
 from ._message import Message
@@ -35,6 +35,7 @@ __all__ = [
     "component_from_spec",
     "component_value",
     "parse_component",
+    "split_covered_field",
 ]
 
 #: RFC 9421 §2.2: the derived components a request has. ``@status`` belongs to
@@ -414,3 +415,23 @@ def component_value(
         target = f"{message.scheme}://{message.authority}{message.path}"
         return target if message.query is None else f"{target}?{message.query}"
     return _query_param(component, message)
+
+
+def split_covered_field(specs: Iterable[str], lines: Mapping[str, int]) -> tuple[str, int] | None:
+    """The first covered field sent on more than one line, and its line count, or None.
+
+    ``specs`` are component specs (``"content-type"``, ``'x-a;bs'``); ``lines``
+    counts a request's field lines by lowercase name. RFC 9421 §2.1 signs the
+    lines joined with ", ", so "a, b" split into "a" and "b" still verifies,
+    but an app reading one value (Starlette's ``request.headers["x"]``) sees
+    only "a" (THREATS C4(b)). A field covered with ``bs`` signs each line
+    apart (§2.1.3) and may repeat.
+    """
+    for spec in specs:
+        name, _, params = spec.partition(";")
+        if name.startswith("@") or "bs" in params.split(";"):
+            continue
+        count = lines.get(name, 0)
+        if count > 1:
+            return name, count
+    return None

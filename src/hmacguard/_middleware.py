@@ -39,6 +39,7 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from ._components import split_covered_field
 from ._content_digest import DigestVerifier, verify_content_digest
 from ._deadlines import Deadlines
 from ._error_response import WEBHOOK_MESSAGES, ErrorResponder, accept_signature
@@ -1396,24 +1397,17 @@ def _may_hold_several(raw: list[tuple[bytes, bytes]]) -> bool:
 
 
 def _check_one_line_each(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:
-    """Refuse a covered field sent on more than one line (THREATS C4(b)).
-
-    RFC 9421 §2.1 signs the lines joined with ", ", so a one-line "a, b" split
-    into "a" and "b" still verifies; but an app reading one value (Starlette's
-    ``request.headers["x"]``) then sees only "a". A field covered with ``bs``
-    signs each line apart (§2.1.3) and may repeat.
-    """
-    lines = Counter(name.lower() for name, _ in raw)
-    for spec in verified.components:
-        name, _, params = spec.partition(";")
-        if name.startswith("@") or "bs" in params.split(";"):
-            continue
-        count = lines.get(name.encode("latin-1"), 0)
-        if count > 1:
-            raise MalformedRequest(
-                f"the covered field {name!r} is sent on {count} lines: send it on one "
-                "line, as signed (an app reading one value would see only the first)"
-            )
+    """Refuse a covered field sent on more than one line (THREATS C4(b):
+    :func:`split_covered_field`)."""
+    split = split_covered_field(
+        verified.components, Counter(name.lower().decode("latin-1") for name, _ in raw)
+    )
+    if split is not None:
+        name, count = split
+        raise MalformedRequest(
+            f"the covered field {name!r} is sent on {count} lines: send it on one "
+            "line, as signed (an app reading one value would see only the first)"
+        )
 
 
 def _check_method_override(raw: list[tuple[bytes, bytes]], verified: VerifiedSignature) -> None:
